@@ -1,0 +1,52 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The EROFS writer (DESIGN §7): 4 KiB blocks, no compression. Regular-file
+ * data is written while it streams, block-aligned and contiguous (FLAT_PLAIN)
+ * from block 1 on; when the tree is complete, the metadata (inodes, xattrs,
+ * directories) is planned, then emitted after the data, and block 0 (the
+ * superblock, with its checksum) is written last.
+ */
+#ifndef EROFS_LAYER_WRITER_H
+#define EROFS_LAYER_WRITER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+#include "tree.h"
+
+struct el_writer;
+
+struct el_writer_opts {
+	bool has_uuid;
+	uint8_t uuid[16];
+	/* sb epoch: compact inodes are used for inodes whose mtime equals it;
+	 * without one, the most common mtime of the tree is used */
+	bool has_epoch;
+	int64_t epoch;
+};
+
+struct el_writer_stats {
+	uint64_t inodes;
+	uint64_t image_bytes;
+	uint64_t data_blocks;
+	uint64_t meta_bytes;
+	uint64_t shared_xattrs;
+};
+
+int el_writer_new(int fd, struct el_writer **ret);
+void el_writer_free(struct el_writer *w);
+
+/* Gives a regular file of the tree its data blocks. */
+int el_writer_file_begin(struct el_writer *w, struct el_inode *ino, struct el_error *err);
+/* Writes file bytes [off, off+len): pieces may come in any order; what is
+ * never written reads as zeros (holes of sparse files). */
+int el_writer_file_write(struct el_writer *w, struct el_inode *ino, const void *buf,
+			 size_t len, uint64_t off, struct el_error *err);
+
+int el_writer_finish(struct el_writer *w, struct el_tree *tree,
+		     const struct el_writer_opts *opts, struct el_writer_stats *ret_stats,
+		     struct el_error *err);
+
+#endif

@@ -1,0 +1,137 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The one data path from a layer stream to an image: input → tar → tree → writer. */
+#include "erofs-layer/convert.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "erofs-layer/tar.h"
+#include "erofs-layer/tree.h"
+#include "shared/io.h"
+#include "shared/macro.h"
+#include "shared/sha256.h"
+
+EL_DEFINE_CLEANUP(struct el_tree, el_tree_free)
+EL_DEFINE_CLEANUP(struct el_tar, el_tar_free)
+EL_DEFINE_CLEANUP(struct el_writer, el_writer_free)
+EL_DEFINE_CLEANUP(struct el_input, el_input_free)
+
+static bool cancelled(const struct el_convert_opts *opts)
+{
+	return opts && opts->cancel && atomic_load(opts->cancel);
+}
+
+/* A name-based UUID (RFC 4122 version 5 layout) from the diffID, so that the
+ * same layer always gets the same image. */
+static void uuid_from_digest(const uint8_t digest[32], uint8_t uuid[16])
+{
+	struct el_sha256 *h = el_sha256_new();
+	uint8_t out[32] = { 0 };
+
+	if (h) {
+		el_sha256_update(h, "erofs-layer uuid:", 17);
+		el_sha256_update(h, digest, 32);
+		el_sha256_final(h, out);
+		el_sha256_free(h);
+	} else {
+		memcpy(out, digest, 16);
+	}
+	memcpy(uuid, out, 16);
+	uuid[6] = (uint8_t)((uuid[6] & 0x0f) | 0x50);
+	uuid[8] = (uint8_t)((uuid[8] & 0x3f) | 0x80);
+}
+
+int el_convert_input(struct el_input *in, int out_fd, const struct el_convert_opts *opts,
+		     struct el_convert_result *ret, struct el_error *err)
+{
+	_cleanup_(el_tree_freep) struct el_tree *tree = NULL;
+	_cleanup_(el_tar_freep) struct el_tar *tar = NULL;
+	_cleanup_(el_writer_freep) struct el_writer *w = NULL;
+	struct el_tree_opts topts = {
+		.oci_whiteouts = true,
+		.warn = opts ? opts->warn : NULL,
+		.warn_ud = opts ? opts->warn_ud : NULL,
+	};
+	const struct el_entry *e;
+	int r;
+
+	if ((r = el_tree_new(&topts, &tree)) < 0 ||
+	    (r = el_tar_new(in, topts.warn, topts.warn_ud, &tar)) < 0 ||
+	    (r = el_writer_new(out_fd, &w)) < 0)
+		return el_error_set(err, r, NULL, EL_NO_OFFSET, "out of memory");
+
+	while ((r = el_tar_next(tar, &e, err)) > 0) {
+		struct el_inode *ino;
+		if (cancelled(opts))
+			return el_error_set(err, -ECANCELED, NULL, EL_NO_OFFSET, "cancelled");
+		r = el_tree_add(tree, e, &ino, err);
+		if (r < 0)
+			return r;
+		if (!ino)
+			continue;
+		r = el_writer_file_begin(w, ino, err);
+		if (r < 0)
+			return r;
+		const uint8_t *buf;
+		size_t len;
+		uint64_t off;
+		while ((r = el_tar_data(tar, &buf, &len, &off, err)) > 0) {
+			r = el_writer_file_write(w, ino, buf, len, off, err);
+			if (r < 0)
+				return r;
+		}
+		if (r < 0)
+			return r;
+	}
+	if (r < 0)
+		return r;
+	r = el_tar_finish(tar, err);
+	if (r < 0)
+		return r;
+
+	struct el_convert_result res = { 0 };
+	el_input_digest(in, res.diffid);
+	res.tar_bytes = el_input_offset(in);
+	res.entries = el_tar_entries(tar);
+	res.compression = el_input_compression(in);
+
+	struct el_writer_opts wopts = { 0 };
+	if (opts && opts->has_uuid) {
+		memcpy(wopts.uuid, opts->uuid, 16);
+	} else {
+		uuid_from_digest(res.diffid, wopts.uuid);
+	}
+	wopts.has_uuid = true;
+	wopts.has_epoch = opts && opts->has_epoch;
+	wopts.epoch = opts ? opts->epoch : 0;
+	r = el_writer_finish(w, tree, &wopts, &res.image, err);
+	if (r < 0)
+		return r;
+	if (ret)
+		*ret = res;
+	return 0;
+}
+
+int el_convert_fd(int in_fd, const char *out_path, const struct el_convert_opts *opts,
+		  struct el_convert_result *ret, struct el_error *err)
+{
+	_cleanup_(el_input_freep) struct el_input *in = NULL;
+	struct el_outfile of;
+	int r;
+
+	r = el_outfile_open(&of, out_path, 0644);
+	if (r < 0)
+		return el_error_set(err, r, NULL, EL_NO_OFFSET, "cannot create %s: %s", out_path,
+				    strerror(-r));
+	r = el_input_new_fd(in_fd, &in, err);
+	if (r >= 0)
+		r = el_convert_input(in, of.fd, opts, ret, err);
+	if (r >= 0) {
+		r = el_outfile_publish(&of);
+		if (r < 0)
+			el_error_set(err, r, NULL, EL_NO_OFFSET, "cannot publish %s: %s", out_path,
+				     strerror(-r));
+	}
+	el_outfile_discard(&of);
+	return r;
+}

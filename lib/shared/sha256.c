@@ -1,0 +1,61 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* sha256 through OpenSSL's EVP interface (SHA-NI where the CPU has it). */
+#include "sha256.h"
+
+#include <openssl/evp.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct el_sha256 {
+	EVP_MD_CTX *ctx;
+	bool done;
+	uint8_t digest[32];
+};
+
+struct el_sha256 *el_sha256_new(void)
+{
+	struct el_sha256 *h = calloc(1, sizeof(*h));
+	if (!h)
+		return NULL;
+	h->ctx = EVP_MD_CTX_new();
+	if (!h->ctx || EVP_DigestInit_ex(h->ctx, EVP_sha256(), NULL) != 1) {
+		el_sha256_free(h);
+		return NULL;
+	}
+	return h;
+}
+
+void el_sha256_update(struct el_sha256 *h, const void *buf, size_t len)
+{
+	if (len)
+		EVP_DigestUpdate(h->ctx, buf, len);
+}
+
+void el_sha256_final(struct el_sha256 *h, uint8_t out[32])
+{
+	if (!h->done) {
+		unsigned n = 0;
+		EVP_DigestFinal_ex(h->ctx, h->digest, &n);
+		h->done = true;
+	}
+	memcpy(out, h->digest, 32);
+}
+
+void el_sha256_free(struct el_sha256 *h)
+{
+	if (!h)
+		return;
+	EVP_MD_CTX_free(h->ctx);
+	free(h);
+}
+
+void el_hex(const uint8_t *in, size_t len, char *out)
+{
+	static const char digits[] = "0123456789abcdef";
+	for (size_t i = 0; i < len; i++) {
+		out[2 * i] = digits[in[i] >> 4];
+		out[2 * i + 1] = digits[in[i] & 15];
+	}
+	out[2 * len] = 0;
+}

@@ -1,0 +1,465 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The layer byte stream. A producer thread reads (and, for gzip or zstd,
+ * decompresses) into a small ring of windows; the consumer takes them one at
+ * a time with el_input_next. With two cores, decompression runs beside the
+ * parsing and writing instead of before it.
+ *
+ * The sha256 of the uncompressed stream is computed on the side that has the
+ * spare time: the producer for plain tar (a read is cheaper than a write), the
+ * consumer for compressed input (inflate is the slowest stage).
+ */
+#include "erofs-layer/input.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <isa-l/igzip_lib.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zstd.h>
+
+#include "shared/io.h"
+#include "shared/macro.h"
+#include "shared/sha256.h"
+
+#define WINDOW_SIZE (1u << 20)
+#define NWINDOWS 4
+#define RAW_SIZE (256u << 10)
+
+struct window {
+	uint8_t *buf;
+	size_t len;
+};
+
+struct el_input {
+	int fd;
+	el_read_fn read_fn;
+	void *read_ud;
+	enum el_compression compression;
+
+	pthread_t thread;
+	bool started;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct window win[NWINDOWS];
+	unsigned head, count; /* filled windows: [head, head+count) */
+	bool held;	      /* the consumer holds win[head] */
+	bool eof, cancelled;
+	struct el_error perr; /* producer's error, delivered after its data */
+
+	/* producer-only state */
+	uint8_t *raw;
+	size_t raw_len, raw_pos;
+	uint64_t raw_off; /* compressed bytes consumed before raw[0] */
+	bool raw_eof;
+
+	uint64_t offset; /* uncompressed bytes handed to the consumer */
+	struct el_sha256 *sha;
+	bool producer_hashes;
+};
+
+const char *el_compression_name(enum el_compression c)
+{
+	switch (c) {
+	case EL_COMPRESSION_GZIP:
+		return "gzip";
+	case EL_COMPRESSION_ZSTD:
+		return "zstd";
+	default:
+		return "none";
+	}
+}
+
+static long raw_read(struct el_input *in, void *buf, size_t len)
+{
+	if (in->read_fn)
+		return in->read_fn(in->read_ud, buf, len);
+	ssize_t n = el_read_full(in->fd, buf, len);
+	return n;
+}
+
+/* Refill the raw buffer, keeping unconsumed bytes. Returns bytes available,
+ * 0 at EOF, or -errno. */
+static long raw_fill(struct el_input *in)
+{
+	if (in->raw_pos > 0) {
+		memmove(in->raw, in->raw + in->raw_pos, in->raw_len - in->raw_pos);
+		in->raw_off += in->raw_pos;
+		in->raw_len -= in->raw_pos;
+		in->raw_pos = 0;
+	}
+	if (!in->raw_eof && in->raw_len < RAW_SIZE) {
+		long n = raw_read(in, in->raw + in->raw_len, RAW_SIZE - in->raw_len);
+		if (n < 0)
+			return n;
+		if (n == 0)
+			in->raw_eof = true;
+		in->raw_len += (size_t)n;
+	}
+	return (long)in->raw_len;
+}
+
+/* Wait for a free window; returns NULL when cancelled. */
+static struct window *window_get(struct el_input *in)
+{
+	struct window *w = NULL;
+
+	pthread_mutex_lock(&in->lock);
+	while (in->count == NWINDOWS && !in->cancelled)
+		pthread_cond_wait(&in->cond, &in->lock);
+	if (!in->cancelled) {
+		w = &in->win[(in->head + in->count) % NWINDOWS];
+		w->len = 0;
+	}
+	pthread_mutex_unlock(&in->lock);
+	return w;
+}
+
+static void window_put(struct el_input *in, struct window *w)
+{
+	if (in->producer_hashes)
+		el_sha256_update(in->sha, w->buf, w->len);
+	pthread_mutex_lock(&in->lock);
+	in->count++;
+	pthread_cond_broadcast(&in->cond);
+	pthread_mutex_unlock(&in->lock);
+}
+
+static int produce_plain(struct el_input *in)
+{
+	/* The bytes already read for magic detection come first. */
+	for (;;) {
+		struct window *w = window_get(in);
+		if (!w)
+			return 0;
+		size_t pre = EL_MIN(in->raw_len - in->raw_pos, (size_t)WINDOW_SIZE);
+		memcpy(w->buf, in->raw + in->raw_pos, pre);
+		in->raw_pos += pre;
+		w->len = pre;
+		if (w->len < WINDOW_SIZE && !in->raw_eof) {
+			long n = raw_read(in, w->buf + w->len, WINDOW_SIZE - w->len);
+			if (n < 0)
+				return el_error_set(&in->perr, (int)n, "tar stream",
+						    in->raw_off + in->raw_len, "read failed: %s",
+						    strerror((int)-n));
+			if (n == 0)
+				in->raw_eof = true;
+			w->len += (size_t)n;
+			in->raw_off += (uint64_t)n;
+		}
+		if (w->len == 0)
+			return 0;
+		window_put(in, w);
+	}
+}
+
+static int produce_gzip(struct el_input *in)
+{
+	struct inflate_state st;
+	struct window *w = NULL;
+	bool member_done = true;
+	long r;
+
+	for (;;) {
+		r = raw_fill(in);
+		if (r < 0)
+			return el_error_set(&in->perr, (int)r, "compressed stream",
+					    in->raw_off + in->raw_len, "read failed: %s",
+					    strerror((int)-r));
+		if (member_done) {
+			if (r == 0)
+				break; /* clean end after a whole member */
+			if (in->raw_len - in->raw_pos < 2 && !in->raw_eof)
+				continue;
+			if (in->raw_len - in->raw_pos < 2 || in->raw[in->raw_pos] != 0x1f ||
+			    in->raw[in->raw_pos + 1] != 0x8b)
+				return el_error_set(&in->perr, -EINVAL, "compressed stream",
+						    in->raw_off + in->raw_pos,
+						    "trailing garbage after gzip member");
+			isal_inflate_init(&st);
+			st.crc_flag = ISAL_GZIP;
+			member_done = false;
+		}
+		if (!w) {
+			w = window_get(in);
+			if (!w)
+				return 0;
+		}
+		st.next_in = in->raw + in->raw_pos;
+		st.avail_in = (uint32_t)(in->raw_len - in->raw_pos);
+		st.next_out = w->buf + w->len;
+		st.avail_out = (uint32_t)(WINDOW_SIZE - w->len);
+		uint32_t in_before = st.avail_in, out_before = st.avail_out;
+		int ret = isal_inflate(&st);
+		in->raw_pos += in_before - st.avail_in;
+		w->len += out_before - st.avail_out;
+		if (ret != ISAL_DECOMP_OK)
+			return el_error_set(&in->perr, -EINVAL, "compressed stream",
+					    in->raw_off + in->raw_pos,
+					    "corrupt gzip data (isa-l error %d)", ret);
+		if (st.block_state == ISAL_BLOCK_FINISH)
+			member_done = true;
+		else if (in_before == st.avail_in && out_before == st.avail_out && in->raw_eof)
+			return el_error_set(&in->perr, -EINVAL, "compressed stream",
+					    in->raw_off + in->raw_len,
+					    "truncated gzip stream");
+		if (w->len == WINDOW_SIZE) {
+			window_put(in, w);
+			w = NULL;
+		}
+	}
+	if (w && w->len)
+		window_put(in, w);
+	return 0;
+}
+
+static int produce_zstd(struct el_input *in)
+{
+	ZSTD_DCtx *dctx = ZSTD_createDCtx();
+	struct window *w = NULL;
+	size_t last = 0;
+	long r;
+	int ret = 0;
+
+	if (!dctx)
+		return el_error_set(&in->perr, -ENOMEM, "compressed stream", EL_NO_OFFSET,
+				    "out of memory");
+	for (;;) {
+		r = raw_fill(in);
+		if (r < 0) {
+			ret = el_error_set(&in->perr, (int)r, "compressed stream",
+					   in->raw_off + in->raw_len, "read failed: %s",
+					   strerror((int)-r));
+			break;
+		}
+		if (r == 0) {
+			if (last != 0)
+				ret = el_error_set(&in->perr, -EINVAL, "compressed stream",
+						   in->raw_off, "truncated zstd stream");
+			break;
+		}
+		if (!w) {
+			w = window_get(in);
+			if (!w)
+				break;
+		}
+		ZSTD_inBuffer ib = { in->raw + in->raw_pos, in->raw_len - in->raw_pos, 0 };
+		ZSTD_outBuffer ob = { w->buf, WINDOW_SIZE, w->len };
+		last = ZSTD_decompressStream(dctx, &ob, &ib);
+		in->raw_pos += ib.pos;
+		w->len = ob.pos;
+		if (ZSTD_isError(last)) {
+			ret = el_error_set(&in->perr, -EINVAL, "compressed stream",
+					   in->raw_off + in->raw_pos, "corrupt zstd data: %s",
+					   ZSTD_getErrorName(last));
+			break;
+		}
+		if (w->len == WINDOW_SIZE) {
+			window_put(in, w);
+			w = NULL;
+		} else if (ib.pos == 0 && ob.pos == 0 && in->raw_eof) {
+			ret = el_error_set(&in->perr, -EINVAL, "compressed stream",
+					   in->raw_off + in->raw_len, "truncated zstd stream");
+			break;
+		}
+	}
+	if (w && w->len && ret == 0)
+		window_put(in, w);
+	ZSTD_freeDCtx(dctx);
+	return ret;
+}
+
+static void *producer(void *arg)
+{
+	struct el_input *in = arg;
+
+	switch (in->compression) {
+	case EL_COMPRESSION_GZIP:
+		produce_gzip(in);
+		break;
+	case EL_COMPRESSION_ZSTD:
+		produce_zstd(in);
+		break;
+	default:
+		produce_plain(in);
+		break;
+	}
+	pthread_mutex_lock(&in->lock);
+	in->eof = true;
+	pthread_cond_broadcast(&in->cond);
+	pthread_mutex_unlock(&in->lock);
+	return NULL;
+}
+
+static int detect(struct el_input *in, struct el_error *err)
+{
+	static const uint8_t zstd_magic[4] = { 0x28, 0xb5, 0x2f, 0xfd };
+
+	/* Read enough to see a magic number, however the source splits reads. */
+	while (in->raw_len < 6 && !in->raw_eof) {
+		long n = raw_read(in, in->raw + in->raw_len, RAW_SIZE - in->raw_len);
+		if (n < 0)
+			return el_error_set(err, (int)n, "input", in->raw_len, "read failed: %s",
+					    strerror((int)-n));
+		if (n == 0)
+			in->raw_eof = true;
+		in->raw_len += (size_t)n;
+	}
+	const uint8_t *p = in->raw;
+	if (in->raw_len >= 2 && p[0] == 0x1f && p[1] == 0x8b)
+		in->compression = EL_COMPRESSION_GZIP;
+	else if (in->raw_len >= 4 && memcmp(p, zstd_magic, 4) == 0)
+		in->compression = EL_COMPRESSION_ZSTD;
+	else if (in->raw_len >= 6 && memcmp(p, "\xfd" "7zXZ\0", 6) == 0)
+		return el_error_set(err, -EPROTONOSUPPORT, "input", 0,
+				    "xz-compressed input is not supported (use gzip or zstd)");
+	else if (in->raw_len >= 3 && memcmp(p, "BZh", 3) == 0)
+		return el_error_set(err, -EPROTONOSUPPORT, "input", 0,
+				    "bzip2-compressed input is not supported (use gzip or zstd)");
+	else
+		in->compression = EL_COMPRESSION_NONE;
+	in->producer_hashes = in->compression == EL_COMPRESSION_NONE;
+	return 0;
+}
+
+static int input_start(struct el_input *in, struct el_input **ret, struct el_error *err)
+{
+	int r;
+
+	pthread_mutex_init(&in->lock, NULL);
+	pthread_cond_init(&in->cond, NULL);
+	in->sha = el_sha256_new();
+	in->raw = malloc(RAW_SIZE);
+	if (!in->sha || !in->raw) {
+		r = el_error_set(err, -ENOMEM, NULL, EL_NO_OFFSET, "out of memory");
+		goto fail;
+	}
+	for (unsigned i = 0; i < NWINDOWS; i++) {
+		in->win[i].buf = malloc(WINDOW_SIZE);
+		if (!in->win[i].buf) {
+			r = el_error_set(err, -ENOMEM, NULL, EL_NO_OFFSET, "out of memory");
+			goto fail;
+		}
+	}
+	r = detect(in, err);
+	if (r < 0)
+		goto fail;
+	r = pthread_create(&in->thread, NULL, producer, in);
+	if (r) {
+		r = el_error_set(err, -r, NULL, EL_NO_OFFSET, "cannot start a thread");
+		goto fail;
+	}
+	in->started = true;
+	*ret = in;
+	return 0;
+fail:
+	el_input_free(in);
+	return r;
+}
+
+int el_input_new_fd(int fd, struct el_input **ret, struct el_error *err)
+{
+	struct el_input *in = calloc(1, sizeof(*in));
+	if (!in)
+		return el_error_set(err, -ENOMEM, NULL, EL_NO_OFFSET, "out of memory");
+	el_error_clear(&in->perr);
+	in->fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+	if (in->fd < 0) {
+		int r = -errno;
+		free(in);
+		return el_error_set(err, r, NULL, EL_NO_OFFSET, "cannot duplicate input fd");
+	}
+	return input_start(in, ret, err);
+}
+
+int el_input_new_reader(el_read_fn fn, void *ud, struct el_input **ret, struct el_error *err)
+{
+	struct el_input *in = calloc(1, sizeof(*in));
+	if (!in)
+		return el_error_set(err, -ENOMEM, NULL, EL_NO_OFFSET, "out of memory");
+	el_error_clear(&in->perr);
+	in->fd = -1;
+	in->read_fn = fn;
+	in->read_ud = ud;
+	return input_start(in, ret, err);
+}
+
+int el_input_next(struct el_input *in, const uint8_t **ret_buf, size_t *ret_len,
+		  struct el_error *err)
+{
+	struct window *w;
+
+	pthread_mutex_lock(&in->lock);
+	if (in->held) {
+		in->head = (in->head + 1) % NWINDOWS;
+		in->count--;
+		in->held = false;
+		pthread_cond_broadcast(&in->cond);
+	}
+	while (in->count == 0 && !in->eof)
+		pthread_cond_wait(&in->cond, &in->lock);
+	if (in->count == 0) {
+		pthread_mutex_unlock(&in->lock);
+		if (in->perr.code) {
+			*err = in->perr;
+			return in->perr.code;
+		}
+		*ret_buf = NULL;
+		*ret_len = 0;
+		return 0;
+	}
+	w = &in->win[in->head];
+	in->held = true;
+	pthread_mutex_unlock(&in->lock);
+	if (!in->producer_hashes)
+		el_sha256_update(in->sha, w->buf, w->len);
+	in->offset += w->len;
+	*ret_buf = w->buf;
+	*ret_len = w->len;
+	return 0;
+}
+
+enum el_compression el_input_compression(const struct el_input *in)
+{
+	return in->compression;
+}
+
+uint64_t el_input_offset(const struct el_input *in)
+{
+	return in->offset;
+}
+
+void el_input_digest(const struct el_input *in, uint8_t ret_digest[32])
+{
+	el_sha256_final(in->sha, ret_digest);
+}
+
+void el_input_cancel(struct el_input *in)
+{
+	pthread_mutex_lock(&in->lock);
+	in->cancelled = true;
+	pthread_cond_broadcast(&in->cond);
+	pthread_mutex_unlock(&in->lock);
+}
+
+void el_input_free(struct el_input *in)
+{
+	if (!in)
+		return;
+	if (in->started) {
+		el_input_cancel(in);
+		pthread_join(in->thread, NULL);
+	}
+	for (unsigned i = 0; i < NWINDOWS; i++)
+		free(in->win[i].buf);
+	free(in->raw);
+	el_sha256_free(in->sha);
+	if (in->fd >= 0)
+		close(in->fd);
+	pthread_mutex_destroy(&in->lock);
+	pthread_cond_destroy(&in->cond);
+	free(in);
+}

@@ -1,0 +1,145 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* erofs-layer convert: a layer tar (plain, gzip or zstd) to an EROFS image. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "commands.h"
+#include "erofs-layer/convert.h"
+#include "shared/macro.h"
+#include "shared/sha256.h"
+
+static void warn_cb(void *ud, const char *what, uint64_t off, const char *msg)
+{
+	(void)ud;
+	if (off != EL_NO_OFFSET)
+		fprintf(stderr, "erofs-layer convert: warning: %s (at byte %" PRIu64 " of the %s)\n",
+			msg, off, what);
+	else
+		fprintf(stderr, "erofs-layer convert: warning: %s\n", msg);
+}
+
+static int parse_uuid(const char *s, uint8_t out[16])
+{
+	size_t n = 0;
+
+	for (const char *p = s; *p; p++) {
+		if (*p == '-')
+			continue;
+		int hi = -1;
+		char c = *p;
+		if (c >= '0' && c <= '9')
+			hi = c - '0';
+		else if (c >= 'a' && c <= 'f')
+			hi = c - 'a' + 10;
+		else if (c >= 'A' && c <= 'F')
+			hi = c - 'A' + 10;
+		if (hi < 0 || n >= 32)
+			return -EINVAL;
+		if (n % 2 == 0)
+			out[n / 2] = (uint8_t)(hi << 4);
+		else
+			out[n / 2] |= (uint8_t)hi;
+		n++;
+	}
+	return n == 32 ? 0 : -EINVAL;
+}
+
+int cmd_convert(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "output", required_argument, NULL, 'o' },
+		{ "uuid", required_argument, NULL, 'U' },
+		{ "epoch", required_argument, NULL, 'T' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	struct el_convert_opts opts = { .warn = warn_cb };
+	const char *out = NULL, *input = "-";
+	int c;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "o:U:T:h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'o':
+			out = optarg;
+			break;
+		case 'U':
+			if (parse_uuid(optarg, opts.uuid) < 0) {
+				fprintf(stderr, "erofs-layer convert: invalid UUID '%s'\n", optarg);
+				return EXIT_USAGE;
+			}
+			opts.has_uuid = true;
+			break;
+		case 'T': {
+			char *end;
+			errno = 0;
+			long long v = strtoll(optarg, &end, 10);
+			if (errno || !*optarg || *end) {
+				fprintf(stderr, "erofs-layer convert: invalid --epoch '%s'\n", optarg);
+				return EXIT_USAGE;
+			}
+			opts.epoch = v;
+			opts.has_epoch = true;
+			break;
+		}
+		case 'h':
+			printf("usage: erofs-layer convert [-o OUT] [--uuid UUID] [--epoch SECONDS] [INPUT|-]\n");
+			return 0;
+		default:
+			return EXIT_USAGE;
+		}
+	}
+	if (optind < argc)
+		input = argv[optind++];
+	if (optind < argc) {
+		fprintf(stderr, "erofs-layer convert: too many arguments\n");
+		return EXIT_USAGE;
+	}
+	if (!out) {
+		if (isatty(STDOUT_FILENO)) {
+			fprintf(stderr, "erofs-layer convert: give -o OUT (refusing to write an image to a terminal)\n");
+			return EXIT_USAGE;
+		}
+		fprintf(stderr, "erofs-layer convert: -o OUT is required\n");
+		return EXIT_USAGE;
+	}
+
+	_cleanup_close_ int fd = -1;
+	if (strcmp(input, "-") == 0) {
+		fd = dup(STDIN_FILENO);
+	} else {
+		fd = open(input, O_RDONLY | O_CLOEXEC);
+	}
+	if (fd < 0) {
+		fprintf(stderr, "erofs-layer convert: %s: %s\n", input, strerror(errno));
+		return 1;
+	}
+	struct el_error err;
+	struct el_convert_result res;
+	el_error_clear(&err);
+	int r = el_convert_fd(fd, out, &opts, &res, &err);
+	if (r < 0) {
+		char msg[700];
+		fprintf(stderr, "erofs-layer convert: %s: %s\n", strcmp(input, "-") ? input : "stdin",
+			el_error_format(&err, msg, sizeof(msg)));
+		return r == -EINVAL || r == -E2BIG || r == -ENAMETOOLONG || r == -ENOENT ||
+				       r == -EISDIR || r == -ERANGE || r == -EPROTONOSUPPORT
+			       ? EXIT_BADINPUT
+			       : 1;
+	}
+	char hex[65];
+	el_hex(res.diffid, 32, hex);
+	printf("diffid sha256:%s\n", hex);
+	printf("compression %s\n", el_compression_name(res.compression));
+	printf("tar_bytes %" PRIu64 "\n", res.tar_bytes);
+	printf("entries %" PRIu64 "\n", res.entries);
+	printf("inodes %" PRIu64 "\n", res.image.inodes);
+	printf("image_bytes %" PRIu64 "\n", res.image.image_bytes);
+	return 0;
+}

@@ -1,0 +1,15 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Subcommands of erofs-layer; each parses its own options and returns an exit status. */
+#ifndef EL_TOOLS_COMMANDS_H
+#define EL_TOOLS_COMMANDS_H
+
+int cmd_convert(int argc, char **argv);
+int cmd_ls(int argc, char **argv);
+int cmd_cat(int argc, char **argv);
+int cmd_check(int argc, char **argv);
+
+/* Exit statuses shared by the subcommands. */
+#define EXIT_USAGE 2
+#define EXIT_BADINPUT 3 /* the input (tar or image) is malformed */
+
+#endif
