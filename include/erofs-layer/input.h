@@ -38,7 +38,7 @@ const char *el_compression_name(enum el_compression c);
 /* Bytes handed out so far (uncompressed). */
 uint64_t el_input_offset(const struct el_input *in);
 /* After end of stream: the sha256 of everything handed out. */
-void el_input_digest(const struct el_input *in, uint8_t ret_digest[32]);
+void el_input_digest(struct el_input *in, uint8_t ret_digest[32]);
 /* Stops the producer early (on a consumer error). */
 void el_input_cancel(struct el_input *in);
 
