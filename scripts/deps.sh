@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs what building and testing need on a fresh Debian 12 machine.
+# Idempotent: does nothing when everything is already there.
+set -euo pipefail
+
+packages=(
+	build-essential meson ninja-build pkg-config clang
+	libcmocka-dev libisal-dev libzstd-dev libssl-dev
+	erofs-utils e2fsprogs util-linux attr
+	python3 gzip zstd pigz tar
+)
+
+missing=()
+for p in "${packages[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+	echo "deps: installing ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

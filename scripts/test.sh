@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The test command of the README: installs what is missing, builds, and runs
+# every test suite twice: in the normal build and under ASan+UBSan.
+# Needs root for the kernel-mount tests (they skip, visibly, without it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/deps.sh
+
+status=0
+run_suite() {
+	local dir=$1
+	shift
+	if [ ! -f "$dir/build.ninja" ]; then
+		meson setup "$dir" "$@" >/dev/null
+	fi
+	ninja -C "$dir" >/dev/null
+	meson test -C "$dir" --print-errorlogs --num-processes 2 || status=1
+}
+
+echo "== build (gcc, debugoptimized)"
+run_suite build
+echo "== build (gcc, ASan+UBSan)"
+ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	run_suite build-asan -Db_sanitize=address,undefined -Db_lundef=false
+
+# One closing line over both builds, in the form CI reads.
+python3 - build/meson-logs/testlog.json build-asan/meson-logs/testlog.json <<'PY'
+import json, sys
+n = {"OK": 0, "FAIL": 0, "SKIP": 0}
+for path in sys.argv[1:]:
+    try:
+        lines = open(path).read().splitlines()
+    except OSError:
+        n["FAIL"] += 1
+        continue
+    for line in lines:
+        r = json.loads(line).get("result", "FAIL")
+        key = "OK" if r in ("OK", "EXPECTEDFAIL") else "SKIP" if r == "SKIP" else "FAIL"
+        n[key] += 1
+print(f"tests: {n['OK']} passed, {n['FAIL']} failed, {n['SKIP']} skipped")
+PY
+exit $status
