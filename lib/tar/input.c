@@ -65,6 +65,7 @@ struct el_input {
 	const uint8_t *map;
 	size_t map_len, map_base, map_pos;
 	size_t hash_pos;     /* atomic: the hasher is done below this */
+	size_t map_held;     /* atomic: start of the window the consumer holds */
 	size_t map_released; /* below this, pages were dropped from our RSS */
 
 	uint64_t offset; /* uncompressed bytes handed to the consumer */
@@ -310,7 +311,7 @@ static int produce_zstd(struct el_input *in)
 static void map_release(struct el_input *in)
 {
 	size_t done = EL_MIN(__atomic_load_n(&in->hash_pos, __ATOMIC_ACQUIRE),
-			     __atomic_load_n(&in->map_pos, __ATOMIC_ACQUIRE));
+			     __atomic_load_n(&in->map_held, __ATOMIC_ACQUIRE));
 	size_t old = __atomic_load_n(&in->map_released, __ATOMIC_ACQUIRE);
 
 	done &= ~(MAP_RELEASE_STEP - 1);
@@ -460,7 +461,7 @@ static void try_map(struct el_input *in)
 	madvise(p, (size_t)st.st_size, MADV_SEQUENTIAL);
 	in->map = p;
 	in->map_len = (size_t)st.st_size;
-	in->map_base = in->map_pos = in->hash_pos = (size_t)cur;
+	in->map_base = in->map_pos = in->hash_pos = in->map_held = (size_t)cur;
 	in->map_released = (size_t)cur & ~(MAP_RELEASE_STEP - 1);
 	in->compression = EL_COMPRESSION_NONE;
 }
@@ -507,16 +508,18 @@ int el_input_next(struct el_input *in, const uint8_t **ret_buf, size_t *ret_len,
 				pthread_cond_wait(&in->cond, &in->lock);
 			pthread_mutex_unlock(&in->lock);
 		}
-		map_release(in);
 		size_t k = EL_MIN((size_t)WINDOW_SIZE * 4, in->map_len - in->map_pos);
 		*ret_buf = in->map + in->map_pos;
 		*ret_len = k;
 		pthread_mutex_lock(&in->lock);
+		/* the previous window is given back: only the new one is held */
+		__atomic_store_n(&in->map_held, k ? in->map_pos : in->map_len, __ATOMIC_RELEASE);
 		__atomic_store_n(&in->map_pos, in->map_pos + k, __ATOMIC_RELEASE);
 		if (k == 0)
 			in->eof = true; /* the consumer is done: let the hasher run */
 		pthread_cond_broadcast(&in->cond);
 		pthread_mutex_unlock(&in->lock);
+		map_release(in);
 		in->offset += k;
 		return 0;
 	}
