@@ -18,6 +18,13 @@
 
 struct el_writer;
 
+/* An extra device (a layer image) that regular files of a merged image point
+ * into (DESIGN §7, format digest §8). */
+struct el_writer_device {
+	char tag[65]; /* NUL-terminated, at most 64 bytes */
+	uint64_t blocks;
+};
+
 struct el_writer_opts {
 	bool has_uuid;
 	uint8_t uuid[16];
@@ -25,6 +32,14 @@ struct el_writer_opts {
 	 * without one, the most common mtime of the tree is used */
 	bool has_epoch;
 	int64_t epoch;
+	/* Merged images: files whose inode names a device get one chunk index
+	 * (device id + block in that device) and the image a device table whose
+	 * unified addresses make fsmeta + devices one concatenated disk. With
+	 * flat, there is no table: such files become FLAT_PLAIN at their unified
+	 * address, for kernels without multi-device flat addressing (< 6.4). */
+	const struct el_writer_device *devices;
+	unsigned ndevices;
+	bool flat;
 };
 
 struct el_writer_stats {
@@ -33,6 +48,7 @@ struct el_writer_stats {
 	uint64_t data_blocks;
 	uint64_t meta_bytes;
 	uint64_t shared_xattrs;
+	uint64_t uniaddr_first; /* merged images: unified address of device 1 */
 };
 
 int el_writer_new(int fd, struct el_writer **ret);

@@ -52,6 +52,7 @@ struct el_inode {
 	int64_t mtime;
 	uint64_t size;
 	uint64_t data; /* regular file: start block; devices: encoded rdev */
+	uint16_t device; /* regular file: 0 = data in this image, N = in device N */
 	char *symlink;
 	struct el_xattrs *xattrs;
 	struct el_dentry *children; /* directories */
@@ -96,5 +97,19 @@ static inline unsigned el_xattr_entry_size(const struct el_xattr *x)
 }
 
 int el_xattr_cmp(const struct el_xattr *a, const struct el_xattr *b);
+
+/* Splits a full xattr name into its EROFS name index and suffix; -EOPNOTSUPP
+ * for a namespace EROFS cannot store. */
+int el_xattr_split(const char *name, uint8_t *ret_index, const char **ret_suffix);
+
+/* Building blocks for producers other than the tar reader (the merge). A
+ * dentry whose inode is NULL is absent (deleted by a whiteout). */
+struct el_inode *el_tree_new_inode(struct el_tree *tree, uint32_t mode);
+struct el_dentry *el_tree_lookup(struct el_tree *tree, struct el_inode *dir, const char *name,
+				 size_t len);
+/* Points dir/name at ino, adding the dentry if needed; NULL on ENOMEM. */
+struct el_dentry *el_tree_link(struct el_tree *tree, struct el_inode *dir, const char *name,
+			       size_t len, struct el_inode *ino);
+uint32_t el_encode_dev(uint32_t major, uint32_t minor);
 
 #endif

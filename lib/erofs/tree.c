@@ -267,6 +267,21 @@ static void warnf(struct el_tree *t, uint64_t off, const char *fmt, ...)
 	t->opts.warn(t->opts.warn_ud, "tar stream", off, msg);
 }
 
+int el_xattr_split(const char *name, uint8_t *ret_index, const char **ret_suffix)
+{
+	for (size_t k = 0; k < EL_ARRAY_SIZE(xattr_prefixes); k++) {
+		size_t pl = strlen(xattr_prefixes[k].prefix);
+		if (strncmp(name, xattr_prefixes[k].prefix, pl) != 0)
+			continue;
+		if (xattr_prefixes[k].whole ? name[pl] != 0 : name[pl] == 0)
+			continue;
+		*ret_index = xattr_prefixes[k].index;
+		*ret_suffix = name + pl;
+		return 0;
+	}
+	return -EOPNOTSUPP;
+}
+
 static int set_entry_xattrs(struct el_tree *t, struct el_inode *ino, const struct el_entry *e)
 {
 	struct el_xattr *list[EL_MAX_XATTRS];
@@ -274,16 +289,9 @@ static int set_entry_xattrs(struct el_tree *t, struct el_inode *ino, const struc
 
 	for (size_t i = 0; i < e->nxattrs; i++) {
 		const struct el_xattr_kv *kv = &e->xattrs[i];
-		size_t k;
-		for (k = 0; k < EL_ARRAY_SIZE(xattr_prefixes); k++) {
-			size_t pl = strlen(xattr_prefixes[k].prefix);
-			if (strncmp(kv->name, xattr_prefixes[k].prefix, pl) != 0)
-				continue;
-			if (xattr_prefixes[k].whole ? kv->name[pl] != 0 : kv->name[pl] == 0)
-				continue;
-			break;
-		}
-		if (k == EL_ARRAY_SIZE(xattr_prefixes)) {
+		uint8_t index;
+		const char *suffix;
+		if (el_xattr_split(kv->name, &index, &suffix) < 0) {
 			warnf(t, e->offset, "%s: dropping xattr '%s': EROFS cannot store its namespace",
 			      e->path, kv->name);
 			continue;
@@ -293,9 +301,8 @@ static int set_entry_xattrs(struct el_tree *t, struct el_inode *ino, const struc
 			      kv->name);
 			continue;
 		}
-		const char *suffix = kv->name + strlen(xattr_prefixes[k].prefix);
-		struct el_xattr *x = el_tree_intern_xattr(t, xattr_prefixes[k].index, suffix,
-							  strlen(suffix), kv->value, kv->value_len);
+		struct el_xattr *x = el_tree_intern_xattr(t, index, suffix, strlen(suffix),
+							  kv->value, kv->value_len);
 		if (!x)
 			return -ENOMEM;
 		if (n < EL_ARRAY_SIZE(list))
@@ -373,7 +380,7 @@ static int walk_parents(struct el_tree *t, const struct components *c, size_t up
 	for (size_t i = 0; i < upto; i++) {
 		uint32_t h = dentry_hash(dir, c->name[i], c->len[i]);
 		struct el_dentry *d = lookup(t, dir, c->name[i], c->len[i], h);
-		if (d && S_ISDIR(d->inode->mode)) {
+		if (d && d->inode && S_ISDIR(d->inode->mode)) {
 			dir = d->inode;
 			continue;
 		}
@@ -382,8 +389,9 @@ static int walk_parents(struct el_tree *t, const struct components *c, size_t up
 			return el_error_set(err, -ENOMEM, NULL, EL_NO_OFFSET, "out of memory");
 		ino->flags = EL_INODE_IMPLICIT;
 		if (d) {
-			warnf(t, e->offset, "%s: replacing non-directory '%.*s' by a directory",
-			      e->path, c->len[i], c->name[i]);
+			if (d->inode)
+				warnf(t, e->offset, "%s: replacing non-directory '%.*s' by a directory",
+				      e->path, c->len[i], c->name[i]);
 			d->inode = ino;
 		} else if (!dentry_add(t, dir, c->name[i], c->len[i], h, ino)) {
 			return el_error_set(err, -ENOMEM, NULL, EL_NO_OFFSET, "out of memory");
@@ -408,7 +416,7 @@ static int resolve(struct el_tree *t, const char *path, uint64_t off, struct el_
 			return -ENOENT;
 		struct el_dentry *d = lookup(t, dir, c.name[i], c.len[i],
 					     dentry_hash(dir, c.name[i], c.len[i]));
-		if (!d)
+		if (!d || !d->inode)
 			return -ENOENT;
 		dir = d->inode;
 	}
@@ -435,7 +443,7 @@ static uint32_t type_bits(enum el_entry_type type)
 }
 
 /* Linux "new" dev_t encoding, as the kernel's new_decode_dev reads it (§3.4). */
-static uint32_t encode_dev(uint32_t major, uint32_t minor)
+uint32_t el_encode_dev(uint32_t major, uint32_t minor)
 {
 	return (minor & 0xff) | (major << 8) | ((minor & ~0xffu) << 12);
 }
@@ -500,7 +508,7 @@ int el_tree_add(struct el_tree *t, const struct el_entry *e, struct el_inode **r
 		ino->gid = e->gid;
 		ino->mtime = e->mtime;
 		ino->mtime_nsec = e->mtime_nsec;
-		ino->data = encode_dev(0, 0);
+		ino->data = el_encode_dev(0, 0);
 	} else if (e->type == EL_ENTRY_HARDLINK) {
 		r = resolve(t, e->link, e->offset, &ino, err);
 		if (r == -ENOENT)
@@ -515,7 +523,7 @@ int el_tree_add(struct el_tree *t, const struct el_entry *e, struct el_inode **r
 					    e->link);
 		if (d && d->inode == ino)
 			return 0;
-	} else if (e->type == EL_ENTRY_DIR && d && S_ISDIR(d->inode->mode)) {
+	} else if (e->type == EL_ENTRY_DIR && d && d->inode && S_ISDIR(d->inode->mode)) {
 		/* a directory over a directory: new metadata, same children */
 		ino = d->inode;
 		set_meta(ino, e);
@@ -551,7 +559,7 @@ int el_tree_add(struct el_tree *t, const struct el_entry *e, struct el_inode **r
 		}
 		case EL_ENTRY_CHR:
 		case EL_ENTRY_BLK:
-			ino->data = encode_dev(e->dev_major, e->dev_minor);
+			ino->data = el_encode_dev(e->dev_major, e->dev_minor);
 			break;
 		default:
 			break;
@@ -563,4 +571,28 @@ int el_tree_add(struct el_tree *t, const struct el_entry *e, struct el_inode **r
 	else if (!dentry_add(t, dir, name, nlen, h, ino))
 		return el_error_set(err, -ENOMEM, NULL, EL_NO_OFFSET, "out of memory");
 	return 0;
+}
+
+struct el_inode *el_tree_new_inode(struct el_tree *t, uint32_t mode)
+{
+	return inode_new(t, mode);
+}
+
+struct el_dentry *el_tree_lookup(struct el_tree *t, struct el_inode *dir, const char *name,
+				 size_t len)
+{
+	return lookup(t, dir, name, len, dentry_hash(dir, name, len));
+}
+
+struct el_dentry *el_tree_link(struct el_tree *t, struct el_inode *dir, const char *name,
+			       size_t len, struct el_inode *ino)
+{
+	uint32_t h = dentry_hash(dir, name, len);
+	struct el_dentry *d = lookup(t, dir, name, len, h);
+
+	if (d) {
+		d->inode = ino;
+		return d;
+	}
+	return dentry_add(t, dir, name, len, h, ino);
 }

@@ -139,6 +139,9 @@ struct plan {
 	uint64_t shared_bytes;
 	int64_t epoch;
 	uint32_t meta_blkaddr, xattr_blkaddr;
+	const struct el_writer_opts *opts;
+	uint32_t devt_blk;     /* first block of the device table (0: none) */
+	uint64_t *uniaddr;     /* per device: first block in the unified space */
 	uint64_t inode_bytes; /* of the nid area */
 	uint64_t total_blocks;
 	bool any_xattrs;
@@ -195,8 +198,10 @@ static int plan_order(struct plan *p)
 			return -ENOMEM;
 		size_t k = 0;
 		for (struct el_dentry *d = dir->children; d; d = d->sibling)
-			dir->sorted[k++] = d;
+			if (d->inode) /* NULL: deleted by a whiteout (merge) */
+				dir->sorted[k++] = d;
 		qsort(dir->sorted, k, sizeof(*dir->sorted), dentry_cmp);
+		dir->nchildren = (uint32_t)k;
 		dir->nlink = 2;
 		for (size_t j = 0; j < k; j++) {
 			struct el_inode *c = dir->sorted[j]->inode;
@@ -394,6 +399,16 @@ static unsigned inode_isize(const struct el_inode *ino)
 			     : sizeof(struct erofs_inode_compact);
 }
 
+/* Bytes after the inode's xattrs: the inline tail, or one chunk index,
+ * aligned to its size in absolute position (§4.3; inodes are 32-aligned, so
+ * only the xattr body can misalign it). */
+static unsigned inode_tail_bytes(const struct el_inode *ino)
+{
+	if (ino->layout == EROFS_INODE_CHUNK_BASED)
+		return (ino->xattr_size % 8 ? 4u : 0u) + (unsigned)sizeof(struct erofs_inode_chunk_index);
+	return ino->inline_size;
+}
+
 static int plan_inodes(struct plan *p, struct el_error *err)
 {
 	for (size_t i = 0; i < p->n; i++) {
@@ -422,6 +437,14 @@ static int plan_inodes(struct plan *p, struct el_error *err)
 		ino->layout = EROFS_INODE_FLAT_PLAIN;
 		ino->inline_size = 0;
 		ino->meta_nblocks = 0;
+		if (S_ISREG(ino->mode) && ino->device && ino->size) {
+			if (!p->opts || ino->device > p->opts->ndevices)
+				return el_error_set(err, -EINVAL, NULL, EL_NO_OFFSET,
+						    "internal error: file on unknown device %u",
+						    ino->device);
+			if (!p->opts->flat)
+				ino->layout = EROFS_INODE_CHUNK_BASED;
+		}
 		if (S_ISDIR(ino->mode) || S_ISLNK(ino->mode)) {
 			unsigned tail = (unsigned)(ino->size % BLK);
 			uint64_t head = inode_isize(ino) + (uint64_t)ino->xattr_size;
@@ -440,11 +463,17 @@ static int plan_inodes(struct plan *p, struct el_error *err)
 static int plan_layout(struct plan *p, uint64_t data_end_blk, struct el_error *err)
 {
 	uint64_t pos = EROFS_SLOTSIZE; /* nid 0 stays unused */
+	unsigned ndev = p->opts ? p->opts->ndevices : 0;
 
+	if (ndev && !p->opts->flat) {
+		p->devt_blk = (uint32_t)data_end_blk;
+		data_end_blk += EL_DIV_ROUND_UP((uint64_t)ndev * sizeof(struct erofs_deviceslot),
+						(uint64_t)BLK);
+	}
 	p->meta_blkaddr = (uint32_t)data_end_blk;
 	for (size_t i = 0; i < p->n; i++) {
 		struct el_inode *ino = p->order[i];
-		uint64_t total = inode_isize(ino) + (uint64_t)ino->xattr_size + ino->inline_size;
+		uint64_t total = inode_isize(ino) + (uint64_t)ino->xattr_size + inode_tail_bytes(ino);
 		pos = EL_ROUND_UP(pos, (uint64_t)EROFS_SLOTSIZE);
 		/* an inode with its xattrs and inline tail stays inside one block */
 		if (total <= BLK && pos % BLK + total > BLK)
@@ -469,6 +498,19 @@ static int plan_layout(struct plan *p, uint64_t data_end_blk, struct el_error *e
 	if (p->order[0]->nid > UINT16_MAX)
 		return el_error_set(err, -EFBIG, NULL, EL_NO_OFFSET, "root nid out of range");
 	p->total_blocks = blk;
+	if (ndev) {
+		p->uniaddr = calloc(ndev, sizeof(*p->uniaddr));
+		if (!p->uniaddr)
+			return el_error_set(err, -ENOMEM, NULL, EL_NO_OFFSET, "out of memory");
+		for (unsigned i = 0; i < ndev; i++) {
+			p->uniaddr[i] = blk;
+			blk += p->opts->devices[i].blocks;
+		}
+		/* slots hold 32-bit unified addresses; flat files 32-bit blocks */
+		if (blk > UINT32_MAX)
+			return el_error_set(err, -EFBIG, NULL, EL_NO_OFFSET,
+					    "the image and its devices exceed 2^32 blocks of 4 KiB");
+	}
 	return 0;
 }
 
@@ -597,10 +639,22 @@ static uint8_t *build_dir(const struct el_inode *dir, uint64_t meta_blkaddr)
 	return buf;
 }
 
-static uint32_t inode_i_u(const struct el_inode *ino)
+static unsigned chunk_bits(uint64_t size)
+{
+	unsigned bits = EROFS_BLKSIZBITS;
+	while (bits < EROFS_BLKSIZBITS + 31 && (1ull << bits) < size)
+		bits++;
+	return bits;
+}
+
+static uint32_t inode_i_u(const struct plan *p, const struct el_inode *ino)
 {
 	switch (ino->mode & S_IFMT) {
 	case S_IFREG:
+		if (ino->layout == EROFS_INODE_CHUNK_BASED)
+			return EROFS_CHUNK_FORMAT_INDEXES | (chunk_bits(ino->size) - EROFS_BLKSIZBITS);
+		if (ino->device && ino->size)
+			return (uint32_t)(p->uniaddr[ino->device - 1] + ino->data);
 		return (uint32_t)ino->data;
 	case S_IFCHR:
 	case S_IFBLK:
@@ -629,7 +683,7 @@ static int emit_inode(struct sink *s, const struct plan *p, const struct el_inod
 		EL_LE_PUT(e, i_xattr_icount, icount);
 		EL_LE_PUT(e, i_mode, ino->mode);
 		EL_LE_PUT(e, i_size, ino->size);
-		EL_LE_PUT(e, i_u, inode_i_u(ino));
+		EL_LE_PUT(e, i_u, inode_i_u(p, ino));
 		EL_LE_PUT(e, i_ino, ino->ino);
 		EL_LE_PUT(e, i_uid, ino->uid);
 		EL_LE_PUT(e, i_gid, ino->gid);
@@ -644,7 +698,7 @@ static int emit_inode(struct sink *s, const struct plan *p, const struct el_inod
 		EL_LE_PUT(c, i_nb, ino->nlink);
 		EL_LE_PUT(c, i_size, ino->size);
 		EL_LE_PUT(c, i_mtime, 0); /* mtime == epoch */
-		EL_LE_PUT(c, i_u, inode_i_u(ino));
+		EL_LE_PUT(c, i_u, inode_i_u(p, ino));
 		EL_LE_PUT(c, i_ino, ino->ino);
 		EL_LE_PUT(c, i_uid, ino->uid);
 		EL_LE_PUT(c, i_gid, ino->gid);
@@ -699,7 +753,17 @@ static int emit_inode(struct sink *s, const struct plan *p, const struct el_inod
 		if (r < 0)
 			return r;
 	}
-	(void)p;
+	if (ino->layout == EROFS_INODE_CHUNK_BASED) {
+		/* one chunk covers the whole file: 8 bytes of index per file */
+		struct erofs_inode_chunk_index ci = { 0 };
+		EL_LE_PUT(&ci, device_id, ino->device);
+		EL_LE_PUT(&ci, startblk_lo, ino->data);
+		r = sink_write(s, NULL, inode_tail_bytes(ino) - sizeof(ci));
+		if (!r)
+			r = sink_write(s, &ci, sizeof(ci));
+		if (r < 0)
+			return r;
+	}
 	return 0;
 }
 
@@ -713,6 +777,18 @@ static int emit_metadata(struct plan *p, int fd, struct el_error *err)
 	if (!s.buf)
 		return el_error_set(err, -ENOMEM, NULL, EL_NO_OFFSET, "out of memory");
 	s.start = base;
+	if (p->devt_blk) {
+		/* the device table, before the nid area */
+		s.start = (uint64_t)p->devt_blk * BLK;
+		for (unsigned i = 0; r == 0 && i < p->opts->ndevices; i++) {
+			struct erofs_deviceslot slot = { 0 };
+			const struct el_writer_device *d = &p->opts->devices[i];
+			memcpy(slot.tag, d->tag, strnlen(d->tag, sizeof(slot.tag)));
+			EL_LE_PUT(&slot, blocks_lo, d->blocks);
+			EL_LE_PUT(&slot, uniaddr_lo, p->uniaddr[i]);
+			r = sink_write(&s, &slot, sizeof(slot));
+		}
+	}
 
 	/* inodes, with xattrs and inline tails */
 	for (size_t i = 0; r == 0 && i < p->n; i++) {
@@ -798,6 +874,12 @@ static int emit_superblock(struct plan *p, int fd, const struct el_writer_opts *
 	EL_LE_PUT(sb, xattr_blkaddr, p->xattr_blkaddr);
 	if (opts && opts->has_uuid)
 		memcpy(sb->uuid, opts->uuid, 16);
+	if (p->devt_blk) {
+		EL_LE_PUT(sb, feature_incompat,
+			  EROFS_FEATURE_INCOMPAT_DEVICE_TABLE | EROFS_FEATURE_INCOMPAT_CHUNKED_FILE);
+		EL_LE_PUT(sb, extra_devices, p->opts->ndevices);
+		EL_LE_PUT(sb, devt_slotoff, (uint64_t)p->devt_blk * BLK / sizeof(struct erofs_deviceslot));
+	}
 	uint32_t crc = el_crc32c_update(0xFFFFFFFFu, blk0 + EROFS_SUPER_OFFSET,
 					BLK - EROFS_SUPER_OFFSET);
 	EL_LE_PUT(sb, checksum, crc);
@@ -811,7 +893,7 @@ int el_writer_finish(struct el_writer *w, struct el_tree *tree,
 		     const struct el_writer_opts *opts, struct el_writer_stats *ret_stats,
 		     struct el_error *err)
 {
-	struct plan p = { .tree = tree };
+	struct plan p = { .tree = tree, .opts = opts };
 	int r;
 
 	r = wflush(w, err);
@@ -842,9 +924,11 @@ int el_writer_finish(struct el_writer *w, struct el_tree *tree,
 			.data_blocks = w->next_blk - 1,
 			.meta_bytes = (p.total_blocks - p.meta_blkaddr) * BLK,
 			.shared_xattrs = p.nshared,
+			.uniaddr_first = p.uniaddr ? p.uniaddr[0] : 0,
 		};
 out:
 	free(p.order);
 	free(p.shared);
+	free(p.uniaddr);
 	return r;
 }

@@ -7,9 +7,11 @@ int cmd_convert(int argc, char **argv);
 int cmd_ls(int argc, char **argv);
 int cmd_cat(int argc, char **argv);
 int cmd_check(int argc, char **argv);
+int cmd_merge(int argc, char **argv);
 
 /* Exit statuses shared by the subcommands. */
 #define EXIT_USAGE 2
 #define EXIT_BADINPUT 3 /* the input (tar or image) is malformed */
+#define EXIT_UNMERGEABLE 4 /* merge: these layers cannot share one fsmeta */
 
 #endif

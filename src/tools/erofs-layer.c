@@ -14,6 +14,7 @@ static const struct {
 	{ "ls", cmd_ls, "ls [-l] [-R] IMAGE [PATH]" },
 	{ "cat", cmd_cat, "cat IMAGE PATH" },
 	{ "check", cmd_check, "check IMAGE" },
+	{ "merge", cmd_merge, "merge -o FSMETA [--vmdk VMDK] [--flat] [--epoch SECONDS] LAYER..." },
 };
 
 static void usage(FILE *f)
