@@ -7,7 +7,7 @@ packages=(
 	build-essential meson ninja-build pkg-config clang
 	libcmocka-dev libisal-dev libzstd-dev libssl-dev
 	erofs-utils e2fsprogs util-linux attr
-	python3 gzip zstd pigz tar
+	python3 gzip zstd pigz tar qemu-utils
 )
 
 missing=()

@@ -586,6 +586,7 @@ static int check_superblock(struct checker *c)
 	struct el_image *img = c->img;
 	const struct el_image_info *info = &img->info;
 	struct erofs_super_block sb;
+	uint32_t compr;
 	uint64_t need;
 	int r;
 
@@ -593,6 +594,26 @@ static int check_superblock(struct checker *c)
 		return el_error_set(c->err, -EBADMSG, EL_IMAGE_WHAT,
 				    EROFS_SUPER_OFFSET + offsetof(struct erofs_super_block, checksum),
 				    "superblock checksum mismatch");
+	r = el_image_read_at(img, &sb, sizeof(sb), EROFS_SUPER_OFFSET, c->err);
+	if (r < 0)
+		return r;
+	/* The kernel parses compression configs and long prefixes at mount;
+	 * we cannot vouch for either. ZERO_PADDING alone changes nothing for
+	 * uncompressed inodes (mkfs -z sets it even when nothing compressed). */
+	compr = info->feature_incompat &
+		(EROFS_FEATURE_INCOMPAT_COMPR_CFGS | EROFS_FEATURE_INCOMPAT_ZTAILPACKING |
+		 EROFS_FEATURE_INCOMPAT_FRAGMENTS);
+	if (compr)
+		return el_error_set(c->err, -EOPNOTSUPP, EL_IMAGE_WHAT,
+				    EROFS_SUPER_OFFSET +
+					    offsetof(struct erofs_super_block, feature_incompat),
+				    "compression features 0x%x are not supported", compr);
+	if (sb.xattr_prefix_count)
+		return el_error_set(c->err, -EOPNOTSUPP, EL_IMAGE_WHAT,
+				    EROFS_SUPER_OFFSET +
+					    offsetof(struct erofs_super_block, xattr_prefix_count),
+				    "%u long xattr name prefixes: not supported",
+				    sb.xattr_prefix_count);
 	/* Trailing bytes are fine (a concatenated fsmeta + layers disk), a
 	 * truncated image is not. */
 	need = info->blocks << img->blkszbits;
@@ -605,9 +626,6 @@ static int check_superblock(struct checker *c)
 	if (img->ndevs) {
 		uint64_t pos, sb_end;
 
-		r = el_image_read_at(img, &sb, sizeof(sb), EROFS_SUPER_OFFSET, c->err);
-		if (r < 0)
-			return r;
 		pos = (uint64_t)EL_LE_GET(&sb, devt_slotoff) * sizeof(struct erofs_deviceslot);
 		sb_end = EROFS_SUPER_OFFSET + sizeof(sb) + 16u * sb.sb_extslots;
 		if (pos < sb_end)

@@ -39,6 +39,7 @@ struct el_writer {
 	uint8_t *wbuf;
 	uint64_t wstart;
 	size_t wlen;
+	uint64_t high; /* no byte at or above this was ever written */
 };
 
 int el_writer_new(int fd, struct el_writer **ret)
@@ -106,7 +107,12 @@ int el_writer_file_write(struct el_writer *w, struct el_inode *ino, const void *
 		return 0;
 	uint64_t pos = ino->data * BLK + off;
 	uint64_t wend = w->wstart + w->wlen;
-	if (w->wlen && pos >= wend && pos - wend <= GAP_FILL_MAX &&
+	uint64_t high = w->high;
+
+	w->high = EL_MAX(w->high, pos + len);
+	/* Zero-filling a gap is safe only where nothing was written before:
+	 * pieces may come out of order (the API allows it). */
+	if (w->wlen && wend == high && pos >= wend && pos - wend <= GAP_FILL_MAX &&
 	    pos + len - w->wstart <= WBUF_SIZE) {
 		memset(w->wbuf + w->wlen, 0, (size_t)(pos - wend));
 		memcpy(w->wbuf + (pos - w->wstart), buf, len);

@@ -392,6 +392,12 @@ static int apply_record(struct tar_attrs *a, const char *key, size_t klen, const
 			if (!a->seg_pending_off || pax_parse_u64(val, vlen, &u) < 0)
 				return el_error_set(err, -EINVAL, "tar stream", where,
 						    "GNU.sparse.numbytes without an offset");
+			uint64_t end;
+			if (el_add_overflow(a->segs[a->nsegs - 1].off, u, &end) || end > (uint64_t)INT64_MAX)
+				return el_error_set(err, -EINVAL, "tar stream", where,
+						    "sparse segment %llu+%llu overflows",
+						    (unsigned long long)a->segs[a->nsegs - 1].off,
+						    (unsigned long long)u);
 			a->segs[a->nsegs - 1].len = u;
 			a->seg_pending_off = false;
 		}

@@ -281,6 +281,38 @@ static int read_payload(struct el_tar *t, uint64_t size, uint64_t limit, const c
 	return 0;
 }
 
+static int global_append(struct el_tar *t, const char *payload, size_t len, uint64_t poff,
+			 uint64_t hoff, struct el_error *err)
+{
+	/* a payload may end in NUL padding: keep only its records */
+	len = strnlen(payload, len);
+	if (t->global_pax_len + len > EL_TAR_MAX_PAX)
+		return el_error_set(err, -E2BIG, "tar stream", hoff,
+				    "PAX global headers exceed %u bytes in all", EL_TAR_MAX_PAX);
+	char *p = realloc(t->global_pax, t->global_pax_len + len + 1);
+	if (!p)
+		return el_error_set(err, -ENOMEM, NULL, EL_NO_OFFSET, "out of memory");
+	memcpy(p + t->global_pax_len, payload, len);
+	p[t->global_pax_len + len] = 0;
+	t->global_pax = p;
+	if (!t->global_pax_len)
+		t->global_pax_off = poff;
+	t->global_pax_len += len;
+	return 0;
+}
+
+/* Moves a malloc'd string into the entry's arena (freeing the original);
+ * NULL on ENOMEM, with the original freed too. */
+static char *arena_take(struct el_tar *t, char *s)
+{
+	size_t n = strlen(s);
+	char *copy = tar_arena_alloc(&t->arena, n + 1);
+	if (copy)
+		memcpy(copy, s, n + 1);
+	free(s);
+	return copy;
+}
+
 static void attrs_reset(struct tar_attrs *a)
 {
 	struct el_xattr_kv *x = a->xattrs;
@@ -493,7 +525,7 @@ int el_tar_next(struct el_tar *t, const struct el_entry **ret, struct el_error *
 			meta = &local_pax, limit = EL_TAR_MAX_PAX, what = "a PAX header";
 			break;
 		case 'g':
-			meta = &t->global_pax, limit = EL_TAR_MAX_PAX, what = "a PAX global header";
+			meta = &local_pax, limit = EL_TAR_MAX_PAX, what = "a PAX global header";
 			break;
 		}
 		if (meta) {
@@ -502,12 +534,18 @@ int el_tar_next(struct el_tar *t, const struct el_entry **ret, struct el_error *
 			r = read_payload(t, (uint64_t)size, limit, what, hoff, &payload, err);
 			if (r < 0)
 				goto out;
+			if (type == 'g') {
+				/* global records accumulate: later ones override
+				 * earlier ones key by key, so keep them all, in order */
+				r = global_append(t, payload, (size_t)size, poff, hoff, err);
+				free(payload);
+				if (r < 0)
+					goto out;
+				continue;
+			}
 			free(*meta);
 			*meta = payload;
-			if (type == 'g') {
-				t->global_pax_len = (size_t)size;
-				t->global_pax_off = poff;
-			} else if (meta == &local_pax) {
+			if (meta == &local_pax) {
 				local_pax_len = (size_t)size;
 				local_pax_off = poff;
 			}
@@ -573,12 +611,21 @@ int el_tar_next(struct el_tar *t, const struct el_entry **ret, struct el_error *
 				 long_name ? long_name : name, type >= 32 && type < 127 ? type : '?',
 				 (unsigned char)type);
 			warn(t, hoff, msg);
+			/* its data length may come from a PAX size record */
+			uint64_t skip = (uint64_t)size;
+			if (local_pax) {
+				r = pax_apply(local_pax, local_pax_len, local_pax_off, &t->attrs,
+					      &t->arena, err);
+				if (r < 0)
+					goto out;
+				if (t->attrs.has_size)
+					skip = t->attrs.size;
+			}
 			free(long_name), free(long_link), free(local_pax);
 			long_name = long_link = local_pax = NULL;
 			tar_arena_reset(&t->arena);
 			attrs_reset(&t->attrs);
-			r = skip_bytes(t, (uint64_t)size + padding((uint64_t)size), "an entry",
-				       err);
+			r = skip_bytes(t, skip + padding(skip), "an entry", err);
 			if (r < 0)
 				goto out;
 			continue;
@@ -613,10 +660,18 @@ int el_tar_next(struct el_tar *t, const struct el_entry **ret, struct el_error *
 		    (r = pax_apply(local_pax, local_pax_len, local_pax_off, a, &t->arena, err)) < 0)
 			goto out;
 
-		e->path = long_name ? long_name : a->path ? a->path : name;
+		/* long names live until `out`: the entry keeps arena copies */
+		bool had_lname = long_name, had_llink = long_link;
+		const char *lname = had_lname ? arena_take(t, EL_TAKE_PTR(long_name)) : NULL;
+		const char *llink = had_llink ? arena_take(t, EL_TAKE_PTR(long_link)) : NULL;
+		if ((had_lname && !lname) || (had_llink && !llink)) {
+			r = -ENOMEM;
+			goto out;
+		}
+		e->path = lname ? lname : a->path ? a->path : name;
 		if (a->sparse_name)
 			e->path = a->sparse_name;
-		e->link = long_link ? long_link : a->link ? a->link : field_str(t, h, H_LINK);
+		e->link = llink ? llink : a->link ? a->link : field_str(t, h, H_LINK);
 		if (!e->link) {
 			r = -ENOMEM;
 			goto out;
