@@ -104,7 +104,9 @@ int pax_parse_time(const char *s, size_t len, int64_t *ret_sec, uint32_t *ret_ns
 			sec += 1;
 			nsec = 1000000000u - nsec;
 		}
-		*ret_sec = -(int64_t)sec;
+		if (sec > (uint64_t)INT64_MAX + 1)
+			return -EINVAL;
+		*ret_sec = sec == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)sec;
 	} else {
 		*ret_sec = (int64_t)sec;
 	}

@@ -172,6 +172,52 @@ static void test_pax_global_headers_accumulate(void **state)
 	tb_free(&b);
 }
 
+/* Global records are kept whole: a value may hold NUL bytes (an xattr), and
+ * only the padding after the last record is not part of them. */
+static void test_pax_global_binary_value(void **state)
+{
+	struct tb b = { 0 }, pl = { 0 };
+	struct rd r;
+	(void)state;
+
+	pax_rec(&pl, "SCHILY.xattr.user.g", "a\0b", 3);
+	pax_str(&pl, "uid", "31");
+	tb_put(&pl, NULL, 7); /* padding some writers leave */
+	tb_meta(&b, 'g', &pl);
+	pax_str(&pl, "gid", "32");
+	tb_meta(&b, 'g', &pl);
+	tb_entry(&b, "f", '0', NULL, 0);
+	tb_end(&b);
+	rd_open(&r, &b, 0);
+	const struct el_entry *e = rd_next(&r);
+	assert_int_equal(e->uid, 31);
+	assert_int_equal(e->gid, 32);
+	assert_int_equal(e->nxattrs, 1);
+	assert_string_equal(e->xattrs[0].name, "user.g");
+	assert_int_equal(e->xattrs[0].value_len, 3);
+	assert_memory_equal(e->xattrs[0].value, "a\0b", 3);
+	rd_close(&r);
+	tb_free(&b);
+}
+
+/* A bad record in a second global header is reported where it is. */
+static void test_pax_global_error_offset(void **state)
+{
+	struct tb b = { 0 }, pl = { 0 };
+	(void)state;
+
+	pax_str(&pl, "uid", "1");
+	tb_meta(&b, 'g', &pl);
+	pax_str(&pl, "gid", "2");
+	size_t pos = pl.len;
+	pax_str(&pl, "mtime", "x");
+	uint64_t hoff = tb_meta(&b, 'g', &pl);
+	tb_entry(&b, "f", '0', NULL, 0);
+	tb_end(&b);
+	expect_error(&b, 0, -EINVAL, hoff + 512 + pos);
+	tb_free(&b);
+}
+
 /* ---- malformed records ---- */
 
 static void test_pax_malformed(void **state)
@@ -506,6 +552,8 @@ int main(void)
 		T(test_pax_time_extremes),
 		T(test_pax_global),
 		T(test_pax_global_headers_accumulate),
+		T(test_pax_global_binary_value),
+		T(test_pax_global_error_offset),
 		T(test_pax_malformed),
 		T(test_pax_bad_values),
 		T(test_limits_long_name),

@@ -356,6 +356,52 @@ static void test_whiteouts(void **state)
 	assert_int_equal(root(c)->nchildren, 4);
 }
 
+/* ".wh.." and ".wh..." would white out "." and "..": such names must never
+ * reach a directory (the writer would list "." twice). */
+static void test_whiteout_of_dot_names(void **state)
+{
+	struct ctx *c = *state;
+	static const char *const paths[] = { ".wh..", ".wh...", "d/.wh..", "d/.wh..." };
+
+	for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+		struct el_entry e = ent(EL_ENTRY_REG, paths[i]);
+		el_error_clear(&c->err);
+		(void)el_tree_add(c->tree, &e, NULL, &c->err); /* skipped or refused */
+	}
+	assert_null(dentry(root(c), "."));
+	assert_null(dentry(root(c), ".."));
+	struct el_dentry *d = dentry(root(c), "d");
+	if (d) {
+		assert_null(dentry(d->inode, "."));
+		assert_null(dentry(d->inode, ".."));
+	}
+}
+
+/* An xattr suffix past 255 bytes cannot be stored (e_name_len is 8 bits);
+ * like the other unstorable xattrs it is dropped with a warning, never
+ * truncated. */
+static void test_xattr_suffix_too_long(void **state)
+{
+	struct ctx *c = *state;
+	char name[5 + 256 + 1];
+	memcpy(name, "user.", 5);
+	memset(name + 5, 'k', 256);
+	name[5 + 256] = 0;
+	struct el_xattr_kv kv[] = {
+		{ name, (const uint8_t *)"v", 1 },
+		{ "user.ok", (const uint8_t *)"1", 1 },
+	};
+	struct el_entry e = ent(EL_ENTRY_REG, "f");
+	e.xattrs = kv;
+	e.nxattrs = 2;
+
+	struct el_inode *f = add(c, &e);
+	assert_int_equal(c->nwarn, 1);
+	assert_int_equal(f->xattrs->count, 1);
+	assert_int_equal(f->xattrs->x[0]->name_len, 2);
+	assert_memory_equal(f->xattrs->x[0]->data, "ok1", 3);
+}
+
 static void test_whiteouts_disabled(void **state)
 {
 	struct el_tree *t;
@@ -497,9 +543,11 @@ int main(void)
 		T(test_replacement),
 		T(test_hard_link_errors),
 		T(test_whiteouts),
+		T(test_whiteout_of_dot_names),
 		cmocka_unit_test(test_whiteouts_disabled),
 		T(test_root_entry),
 		T(test_xattrs),
+		T(test_xattr_suffix_too_long),
 		T(test_symlinks),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
