@@ -51,9 +51,14 @@ struct el_tar {
 	bool at_end;  /* the end-of-archive marker was read */
 
 	struct tar_arena arena;
-	char *global_pax; /* raw payload of the last 'g' header */
-	size_t global_pax_len;
-	uint64_t global_pax_off;
+	/* every 'g' payload so far, applied in order before each entry */
+	struct global_pax {
+		char *payload;
+		size_t len;
+		uint64_t off;
+	} *globals;
+	size_t nglobals;
+	size_t globals_bytes;
 
 	struct tar_attrs attrs;
 	struct el_entry entry;
@@ -89,7 +94,9 @@ void el_tar_free(struct el_tar *t)
 		return;
 	tar_arena_reset(&t->arena);
 	free(t->arena.chunks);
-	free(t->global_pax);
+	for (size_t i = 0; i < t->nglobals; i++)
+		free(t->globals[i].payload);
+	free(t->globals);
 	free(t->attrs.xattrs);
 	free(t->attrs.segs);
 	free(t);
@@ -281,23 +288,23 @@ static int read_payload(struct el_tar *t, uint64_t size, uint64_t limit, const c
 	return 0;
 }
 
-static int global_append(struct el_tar *t, const char *payload, size_t len, uint64_t poff,
+/* Takes ownership of payload. */
+static int global_append(struct el_tar *t, char *payload, size_t len, uint64_t poff,
 			 uint64_t hoff, struct el_error *err)
 {
-	/* a payload may end in NUL padding: keep only its records */
-	len = strnlen(payload, len);
-	if (t->global_pax_len + len > EL_TAR_MAX_PAX)
+	if (t->globals_bytes + len > EL_TAR_MAX_PAX) {
+		free(payload);
 		return el_error_set(err, -E2BIG, "tar stream", hoff,
 				    "PAX global headers exceed %u bytes in all", EL_TAR_MAX_PAX);
-	char *p = realloc(t->global_pax, t->global_pax_len + len + 1);
-	if (!p)
+	}
+	void *p = realloc(t->globals, (t->nglobals + 1) * sizeof(*t->globals));
+	if (!p) {
+		free(payload);
 		return el_error_set(err, -ENOMEM, NULL, EL_NO_OFFSET, "out of memory");
-	memcpy(p + t->global_pax_len, payload, len);
-	p[t->global_pax_len + len] = 0;
-	t->global_pax = p;
-	if (!t->global_pax_len)
-		t->global_pax_off = poff;
-	t->global_pax_len += len;
+	}
+	t->globals = p;
+	t->globals[t->nglobals++] = (struct global_pax){ payload, len, poff };
+	t->globals_bytes += len;
 	return 0;
 }
 
@@ -538,7 +545,6 @@ int el_tar_next(struct el_tar *t, const struct el_entry **ret, struct el_error *
 				/* global records accumulate: later ones override
 				 * earlier ones key by key, so keep them all, in order */
 				r = global_append(t, payload, (size_t)size, poff, hoff, err);
-				free(payload);
 				if (r < 0)
 					goto out;
 				continue;
@@ -643,11 +649,13 @@ int el_tar_next(struct el_tar *t, const struct el_entry **ret, struct el_error *
 		     (r = header_number(t, h, H_DEVMINOR, "devminor", false, &minor, hoff, err)) < 0))
 			goto out;
 		struct tar_attrs *a = &t->attrs;
-		if (t->global_pax) {
-			r = pax_apply(t->global_pax, t->global_pax_len, t->global_pax_off, a,
-				      &t->arena, err);
-			if (r < 0)
-				goto out;
+		if (t->nglobals) {
+			for (size_t i = 0; i < t->nglobals; i++) {
+				const struct global_pax *g = &t->globals[i];
+				r = pax_apply(g->payload, g->len, g->off, a, &t->arena, err);
+				if (r < 0)
+					goto out;
+			}
 			/* Global records set defaults (owner, time, xattrs); a
 			 * name, size or sparse map only ever describes one entry. */
 			a->path = a->link = NULL;
