@@ -296,6 +296,11 @@ static int set_entry_xattrs(struct el_tree *t, struct el_inode *ino, const struc
 			      e->path, kv->name);
 			continue;
 		}
+		if (strlen(suffix) > EROFS_NAME_LEN) {
+			warnf(t, e->offset, "%s: dropping xattr '%.40s...': name over 255 bytes after its prefix",
+			      e->path, kv->name);
+			continue;
+		}
 		if (kv->value_len > UINT16_MAX) {
 			warnf(t, e->offset, "%s: dropping xattr '%s': value over 65535 bytes", e->path,
 			      kv->name);
@@ -483,7 +488,9 @@ int el_tree_add(struct el_tree *t, const struct el_entry *e, struct el_inode **r
 			dir->flags |= EL_INODE_OPAQUE;
 			return 0;
 		}
-		if (nlen == 4 || (nlen >= 8 && memcmp(name, ".wh..wh.", 8) == 0)) {
+		if (nlen == 4 || (nlen >= 8 && memcmp(name, ".wh..wh.", 8) == 0) ||
+		    (nlen == 5 && name[4] == '.') ||
+		    (nlen == 6 && name[4] == '.' && name[5] == '.')) {
 			warnf(t, e->offset, "skipping '%s': not a whiteout this converter knows",
 			      e->path);
 			return 0;

@@ -542,6 +542,66 @@ static void test_overlay_markers(void **state)
 	b_close(&b);
 }
 
+static void test_symlinks_and_devices(void **state)
+{
+	struct build b;
+	char target[4081];
+	(void)state;
+
+	memset(target, 't', 4080);
+	target[4080] = 0;
+	b_open(&b);
+	struct el_entry e = ent(EL_ENTRY_SYMLINK, "short");
+	e.link = "a/b";
+	b_add(&b, &e);
+	e = ent(EL_ENTRY_SYMLINK, "long"); /* 32 + 4080 bytes do not fit a block */
+	e.link = target;
+	b_add(&b, &e);
+	e = ent(EL_ENTRY_CHR, "chr");
+	e.dev_major = 1;
+	e.dev_minor = 0x12345;
+	b_add(&b, &e);
+	e = ent(EL_ENTRY_BLK, "blk");
+	e.dev_major = 8;
+	e.dev_minor = 1;
+	b_add(&b, &e);
+	e = ent(EL_ENTRY_FIFO, "fifo");
+	b_add(&b, &e);
+	b_finish(&b, NULL);
+
+	struct dinode d = inode_at(&b, lookup(&b, root_nid(&b), "short"));
+	size_t len;
+	assert_int_equal(d.mode, S_IFLNK | 0644);
+	assert_int_equal(d.size, 3);
+	assert_int_equal(d.layout, EROFS_INODE_FLAT_INLINE);
+	assert_memory_equal(data_block(&b, &d, 0, &len), "a/b", 3);
+	assert_int_equal(len, 3);
+	d = inode_at(&b, lookup(&b, root_nid(&b), "long"));
+	assert_int_equal(d.size, 4080);
+	assert_int_equal(d.layout, EROFS_INODE_FLAT_PLAIN);
+	assert_true(d.u > EL_LE_GET(sb(&b), meta_blkaddr));
+	assert_memory_equal(data_block(&b, &d, 0, &len), target, 4080);
+	assert_int_equal(len, 4080);
+	/* Linux new_encode_dev: minor low byte, major, then the minor's rest */
+	d = inode_at(&b, lookup(&b, root_nid(&b), "chr"));
+	assert_int_equal(d.mode, S_IFCHR | 0644);
+	assert_int_equal(d.u, 0x45 | (1u << 8) | (0x123u << 20));
+	d = inode_at(&b, lookup(&b, root_nid(&b), "blk"));
+	assert_int_equal(d.mode, S_IFBLK | 0644);
+	assert_int_equal(d.u, 0x801);
+	d = inode_at(&b, lookup(&b, root_nid(&b), "fifo"));
+	assert_int_equal(d.mode, S_IFIFO | 0644);
+	assert_int_equal(d.size, 0);
+	struct dent ents[8];
+	static const uint8_t types[] = { EROFS_FT_DIR,	   EROFS_FT_DIR,     EROFS_FT_BLKDEV,
+					 EROFS_FT_CHRDEV,  EROFS_FT_FIFO,    EROFS_FT_SYMLINK,
+					 EROFS_FT_SYMLINK };
+	assert_int_equal(read_dir(&b, root_nid(&b), ents, 8, NULL), 7);
+	for (int i = 0; i < 7; i++)
+		assert_int_equal(ents[i].type, types[i]);
+	b_close(&b);
+}
+
 static void build_sample(struct build *b)
 {
 	static const struct el_xattr_kv kv[] = { { "user.k", (const uint8_t *)"val", 3 } };
@@ -646,6 +706,7 @@ int main(void)
 		T(test_compact_or_extended),
 		T(test_shared_and_inline_xattrs),
 		T(test_overlay_markers),
+		T(test_symlinks_and_devices),
 		T(test_reproducible),
 		T(test_file_write_errors),
 		T(test_file_write_any_order),
