@@ -66,6 +66,7 @@ struct merge {
 	size_t nlayers;
 	struct el_error *err;
 	struct link_map links;
+	struct link_map dirs; /* directory nids of this layer already queued */
 	struct pending_dir *stack;
 	size_t nstack, capstack;
 	/* scratch: the dirents of the directory being merged */
@@ -204,8 +205,10 @@ static int make_leaf(struct merge *m, struct layer *l, uint16_t dev,
 	case S_IFREG: {
 		uint64_t start, nblocks;
 		r = el_image_file_extent(l->img, src, &start, &nblocks, m->err);
-		if (r == -EOPNOTSUPP)
+		if (r == -EOPNOTSUPP) {
+			el_error_clear(m->err);
 			return unmergeable(m, l, "regular-file data is not FLAT_PLAIN (inline, chunked or compressed)", path);
+		}
 		if (r < 0)
 			return r;
 		if (start + nblocks > l->blocks || start + nblocks < start)
@@ -343,6 +346,17 @@ static int merge_dir(struct merge *m, struct layer *l, uint16_t dev, struct pend
 					break;
 				}
 			}
+			struct el_inode *seen;
+			if (links_find(&m->dirs, src.nid, &seen)) {
+				r = el_error_set(m->err, -EFSCORRUPTED, "image", src.inode_off,
+						 "%s: directory %s is reached twice (a cycle or a hard link to a directory)",
+						 l->path, path);
+				break;
+			}
+			if (links_add(&m->dirs, src.nid, dir) < 0) {
+				r = oom(m);
+				break;
+			}
 			r = push_dir(m, &src, dir, pd->path, de->name);
 			continue;
 		}
@@ -363,6 +377,7 @@ static int merge_layer(struct merge *m, size_t idx)
 	int r;
 
 	links_reset(&m->links);
+	links_reset(&m->dirs);
 	r = el_image_read_inode(l->img, info->root_nid, &root, m->err);
 	if (r < 0)
 		return r;
@@ -375,18 +390,18 @@ static int merge_layer(struct merge *m, size_t idx)
 	r = apply_meta(m, l, &root, fresh);
 	if (r < 0)
 		return r;
-	if (m->opaque) {
-		m->tree->root = fresh;
-	} else {
-		struct el_inode *dst = m->tree->root;
-		dst->mode = fresh->mode;
-		dst->uid = fresh->uid;
-		dst->gid = fresh->gid;
-		dst->mtime = fresh->mtime;
-		dst->mtime_nsec = fresh->mtime_nsec;
-		dst->xattrs = fresh->xattrs;
-		dst->flags &= ~EL_INODE_IMPLICIT;
-	}
+	/* overlayfs merges every layer's root, opaque or not: only the
+	 * metadata comes from the upper one */
+	struct el_inode *dst = m->tree->root;
+	dst->mode = fresh->mode;
+	dst->uid = fresh->uid;
+	dst->gid = fresh->gid;
+	dst->mtime = fresh->mtime;
+	dst->mtime_nsec = fresh->mtime_nsec;
+	dst->xattrs = fresh->xattrs;
+	dst->flags &= ~EL_INODE_IMPLICIT;
+	if (links_add(&m->dirs, root.nid, m->tree->root) < 0)
+		return oom(m);
 	r = push_dir(m, &root, m->tree->root, "", "");
 	if (r < 0)
 		return r;
@@ -427,6 +442,9 @@ static int open_layer(struct merge *m, struct layer *l)
 				    "%s: the file is %llu bytes but the superblock says %llu blocks",
 				    l->path, (unsigned long long)info->image_size,
 				    (unsigned long long)info->blocks);
+	if (!info->checksum_ok)
+		return el_error_set(m->err, -EFSCORRUPTED, "image", 1028,
+				    "%s: superblock checksum mismatch", l->path);
 	l->blocks = info->blocks;
 	memcpy(l->uuid, info->uuid, 16);
 	l->abspath = realpath(l->path, NULL);
@@ -434,6 +452,25 @@ static int open_layer(struct merge *m, struct layer *l)
 		return el_error_set(m->err, -errno, NULL, EL_NO_OFFSET, "%s: %s", l->path,
 				    strerror(errno));
 	return 0;
+}
+
+/* Errors of the image reader do not know the layer: name it, and make what
+ * the reader cannot read (unknown features, long xattr prefixes) a reason to
+ * fall back rather than an internal error. */
+static int layer_error(struct merge *m, struct layer *l, int r)
+{
+	struct el_error *e = m->err;
+	size_t n = strlen(l->path);
+	if (r == -EOPNOTSUPP)
+		r = e->code = -EL_EUNMERGEABLE;
+	if (e->code && strncmp(e->msg, l->path, n) != 0) {
+		char buf[sizeof(e->msg)];
+		size_t k = (size_t)snprintf(buf, sizeof(buf), "%.200s: ", l->path);
+		memcpy(buf + k, e->msg, EL_MIN(strlen(e->msg), sizeof(buf) - k - 1));
+		buf[EL_MIN(k + strlen(e->msg), sizeof(buf) - 1)] = 0;
+		memcpy(e->msg, buf, sizeof(buf));
+	}
+	return r;
 }
 
 static char *abs_output_path(const char *path)
@@ -519,13 +556,17 @@ int el_merge(const char *const *paths, size_t nlayers, const char *fsmeta_path,
 	for (size_t i = 0; i < nlayers; i++) {
 		m.layers[i].path = paths[i];
 		r = open_layer(&m, &m.layers[i]);
-		if (r < 0)
+		if (r < 0) {
+			r = layer_error(&m, &m.layers[i], r);
 			goto out;
+		}
 	}
 	for (size_t i = 0; i < nlayers; i++) {
 		r = merge_layer(&m, i);
-		if (r < 0)
+		if (r < 0) {
+			r = layer_error(&m, &m.layers[i], r);
 			goto out;
+		}
 	}
 
 	/* the same layers give the same fsmeta: UUID from theirs */
@@ -619,6 +660,7 @@ out:
 	free(m.ents);
 	free(m.stack);
 	links_reset(&m.links);
+	links_reset(&m.dirs);
 	el_tree_free(m.tree);
 	free(devs);
 	free(fsmeta_abs);
