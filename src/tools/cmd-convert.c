@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* erofs-layer convert: a layer tar (plain, gzip or zstd) to an EROFS image. */
+/* erofs-layer convert: a layer tar (plain, gzip or zstd), or a directory
+ * (--dir, an overlay upper one with --overlay-upper), to an EROFS image. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -11,6 +12,7 @@
 
 #include "commands.h"
 #include "erofs-layer/convert.h"
+#include "erofs-layer/dirconv.h"
 #include "shared/macro.h"
 #include "shared/sha256.h"
 
@@ -50,22 +52,63 @@ static int parse_uuid(const char *s, uint8_t out[16])
 	return n == 32 ? 0 : -EINVAL;
 }
 
+static int convert_dir(const char *dir, const char *out, const struct el_convert_opts *copts,
+		       bool overlay_upper)
+{
+	struct el_dir_opts opts = {
+		.overlay_upper = overlay_upper,
+		.has_uuid = copts->has_uuid,
+		.has_epoch = copts->has_epoch,
+		.epoch = copts->epoch,
+		.warn = warn_cb,
+	};
+	struct el_error err;
+	struct el_convert_result res;
+
+	memcpy(opts.uuid, copts->uuid, sizeof(opts.uuid));
+	el_error_clear(&err);
+	int r = el_convert_dir_path(dir, out, &opts, &res, &err);
+	if (r < 0) {
+		char msg[700];
+		fprintf(stderr, "erofs-layer convert: %s: %s\n", dir,
+			el_error_format(&err, msg, sizeof(msg)));
+		return r == -ENOENT || r == -ENOTDIR || r == -ENAMETOOLONG || r == -EINVAL ||
+				       r == -EOPNOTSUPP
+			       ? EXIT_BADINPUT
+			       : 1;
+	}
+	printf("entries %" PRIu64 "\n", res.entries);
+	printf("data_bytes %" PRIu64 "\n", res.tar_bytes);
+	printf("inodes %" PRIu64 "\n", res.image.inodes);
+	printf("image_bytes %" PRIu64 "\n", res.image.image_bytes);
+	return 0;
+}
+
 int cmd_convert(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "output", required_argument, NULL, 'o' },
 		{ "uuid", required_argument, NULL, 'U' },
 		{ "epoch", required_argument, NULL, 'T' },
+		{ "dir", required_argument, NULL, 'd' },
+		{ "overlay-upper", no_argument, NULL, 'O' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	struct el_convert_opts opts = { .warn = warn_cb };
-	const char *out = NULL, *input = "-";
+	const char *out = NULL, *input = "-", *dir = NULL;
+	bool overlay_upper = false;
 	int c;
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "o:U:T:h", longopts, NULL)) != -1) {
 		switch (c) {
+		case 'd':
+			dir = optarg;
+			break;
+		case 'O':
+			overlay_upper = true;
+			break;
 		case 'o':
 			out = optarg;
 			break;
@@ -89,16 +132,21 @@ int cmd_convert(int argc, char **argv)
 			break;
 		}
 		case 'h':
-			printf("usage: erofs-layer convert [-o OUT] [--uuid UUID] [--epoch SECONDS] [INPUT|-]\n");
+			printf("usage: erofs-layer convert [-o OUT] [--uuid UUID] [--epoch SECONDS] [INPUT|-]\n"
+			       "       erofs-layer convert [-o OUT] [--uuid UUID] [--epoch SECONDS] --dir DIR [--overlay-upper]\n");
 			return 0;
 		default:
 			return EXIT_USAGE;
 		}
 	}
-	if (optind < argc)
+	if (optind < argc && !dir)
 		input = argv[optind++];
 	if (optind < argc) {
 		fprintf(stderr, "erofs-layer convert: too many arguments\n");
+		return EXIT_USAGE;
+	}
+	if (overlay_upper && !dir) {
+		fprintf(stderr, "erofs-layer convert: --overlay-upper needs --dir DIR\n");
 		return EXIT_USAGE;
 	}
 	if (!out) {
@@ -109,6 +157,9 @@ int cmd_convert(int argc, char **argv)
 		fprintf(stderr, "erofs-layer convert: -o OUT is required\n");
 		return EXIT_USAGE;
 	}
+
+	if (dir)
+		return convert_dir(dir, out, &opts, overlay_upper);
 
 	_cleanup_close_ int fd = -1;
 	if (strcmp(input, "-") == 0) {

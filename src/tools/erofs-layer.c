@@ -10,7 +10,7 @@ static const struct {
 	int (*fn)(int argc, char **argv);
 	const char *usage;
 } commands[] = {
-	{ "convert", cmd_convert, "convert [-o OUT] [--uuid UUID] [--epoch SECONDS] [INPUT|-]" },
+	{ "convert", cmd_convert, "convert [-o OUT] [--uuid UUID] [--epoch SECONDS] [INPUT|-|--dir DIR [--overlay-upper]]" },
 	{ "ls", cmd_ls, "ls [-l] [-R] IMAGE [PATH]" },
 	{ "cat", cmd_cat, "cat IMAGE PATH" },
 	{ "check", cmd_check, "check IMAGE" },
