@@ -228,15 +228,20 @@ static bool is_zero_block(const uint8_t *h)
 
 static int verify_checksum(const uint8_t *h, uint64_t hoff, struct el_error *err)
 {
-	uint32_t usum = 0;
-	int32_t ssum = 0;
+	uint32_t usum = 8 * ' ', high = 0;
 	int64_t stored;
 
-	for (size_t i = 0; i < TAR_BLOCK; i++) {
-		uint8_t c = (i >= 148 && i < 156) ? ' ' : h[i];
-		usum += c;
-		ssum += (int8_t)c;
+	/* the checksum field counts as spaces; the signed sum (old writers)
+	 * differs from the unsigned one by 256 per byte >= 0x80 */
+	for (size_t i = 0; i < 148; i++) {
+		usum += h[i];
+		high += h[i] >> 7;
 	}
+	for (size_t i = 156; i < TAR_BLOCK; i++) {
+		usum += h[i];
+		high += h[i] >> 7;
+	}
+	int32_t ssum = (int32_t)usum - 256 * (int32_t)high;
 	if (parse_number(h, H_CHKSUM, false, &stored) < 0)
 		return el_error_set(err, -EINVAL, "tar stream", hoff + 148,
 				    "header checksum field is not a number");
