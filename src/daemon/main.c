@@ -1,0 +1,217 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * spin-erofs-snapshotter: containerd's proxy snapshotter for VM runtimes.
+ * Thin glue: flags, logging, signals; the snapshotter and the gRPC layer do
+ * the work.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "rpc/rpc.h"
+#include "service-snapshots.h"
+#include "snapshotter.h"
+
+#define DEFAULT_ROOT "/var/lib/spin-stack/erofs-snapshotter"
+#define DEFAULT_ADDRESS "/run/spin-stack/erofs-snapshotter.sock"
+#define DEFAULT_CONTAINERD "/var/run/spin-stack/containerd.sock"
+
+struct options {
+	const char *root, *address, *containerd_address, *containerd_namespace;
+	uint64_t default_size;
+	bool set_immutable;
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: spin-erofs-snapshotter [flags]\n"
+		"  --root DIR                  snapshotter data (default " DEFAULT_ROOT ")\n"
+		"  --address PATH              unix socket to serve (default " DEFAULT_ADDRESS ")\n"
+		"  --containerd-address PATH   containerd's socket (default " DEFAULT_CONTAINERD ")\n"
+		"  --containerd-namespace NS   namespace for content reads (default default)\n"
+		"  --log-level LEVEL           debug, info, warn or error (default info)\n"
+		"  --default-size SIZE         size of a writable layer, e.g. 64M, 10G (default 64M)\n"
+		"  --set-immutable[=BOOL]      set the immutable flag on committed layers (default true)\n"
+		"  --version                   print the version\n");
+}
+
+/* 64M, 10G, 1073741824, 512K: binary multiples */
+static int parse_size(const char *s, uint64_t *ret)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	unsigned shift = 0;
+	if (errno || end == s)
+		return -EINVAL;
+	switch (*end) {
+	case 0:
+		break;
+	case 'k': case 'K': shift = 10; end++; break;
+	case 'm': case 'M': shift = 20; end++; break;
+	case 'g': case 'G': shift = 30; end++; break;
+	case 't': case 'T': shift = 40; end++; break;
+	default:
+		return -EINVAL;
+	}
+	if (*end == 'i')
+		end++;
+	if (*end == 'B' || *end == 'b')
+		end++;
+	if (*end || v > (UINT64_MAX >> shift))
+		return -EINVAL;
+	*ret = (uint64_t)v << shift;
+	return 0;
+}
+
+static int parse_bool(const char *s, bool *ret)
+{
+	if (!s || !strcmp(s, "true") || !strcmp(s, "1") || !strcmp(s, "yes")) {
+		*ret = true;
+		return 0;
+	}
+	if (!strcmp(s, "false") || !strcmp(s, "0") || !strcmp(s, "no")) {
+		*ret = false;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+static void rpc_log(const char *method, int code, const char *message, uint64_t us, void *ud)
+{
+	char dur[32];
+	snprintf(dur, sizeof(dur), "%" PRIu64 "us", us);
+	if (code == RPC_OK)
+		log_msg(LOG_DEBUG, "rpc", "method", method, "duration", dur, (const char *)NULL);
+	else
+		log_msg(code == RPC_INTERNAL || code == RPC_UNKNOWN ? LOG_ERROR : LOG_INFO,
+			"rpc failed", "method", method, "code", rpc_status_name(code), "error",
+			message ? message : "", "duration", dur, (const char *)NULL);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "root", required_argument, NULL, 'r' },
+		{ "address", required_argument, NULL, 'a' },
+		{ "containerd-address", required_argument, NULL, 'c' },
+		{ "containerd-namespace", required_argument, NULL, 'n' },
+		{ "log-level", required_argument, NULL, 'l' },
+		{ "default-size", required_argument, NULL, 's' },
+		{ "set-immutable", optional_argument, NULL, 'i' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	struct options o = {
+		.root = DEFAULT_ROOT,
+		.address = DEFAULT_ADDRESS,
+		.containerd_address = DEFAULT_CONTAINERD,
+		.containerd_namespace = "default",
+		.default_size = 64u << 20,
+		.set_immutable = true,
+	};
+	enum log_level level;
+	int c;
+
+	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'r': o.root = optarg; break;
+		case 'a': o.address = optarg; break;
+		case 'c': o.containerd_address = optarg; break;
+		case 'n': o.containerd_namespace = optarg; break;
+		case 'l':
+			if (log_parse_level(optarg, &level) < 0) {
+				fprintf(stderr, "spin-erofs-snapshotter: invalid --log-level '%s'\n", optarg);
+				return 2;
+			}
+			log_set_level(level);
+			break;
+		case 's':
+			if (parse_size(optarg, &o.default_size) < 0 || o.default_size < (16u << 20)) {
+				fprintf(stderr, "spin-erofs-snapshotter: invalid --default-size '%s' (at least 16M)\n", optarg);
+				return 2;
+			}
+			break;
+		case 'i':
+			if (parse_bool(optarg, &o.set_immutable) < 0) {
+				fprintf(stderr, "spin-erofs-snapshotter: invalid --set-immutable '%s'\n", optarg);
+				return 2;
+			}
+			break;
+		case 'V':
+			printf("spin-erofs-snapshotter %s\n", EL_VERSION);
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "spin-erofs-snapshotter: unexpected argument '%s'\n", argv[optind]);
+		return 2;
+	}
+
+	/* signals are taken by sigwait below: block them before any thread starts */
+	sigset_t sigs;
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	struct sn_config cfg = { .root = o.root, .default_size = o.default_size,
+				 .set_immutable = o.set_immutable };
+	struct snapshotter *sn = NULL;
+	struct el_error err;
+	el_error_clear(&err);
+	int r = sn_open(&cfg, &sn, &err);
+	if (r < 0) {
+		log_error("cannot open the snapshotter: %s", err.msg);
+		return 1;
+	}
+
+	struct rpc_server *srv = NULL;
+	r = rpc_server_new(o.address, 8, &srv);
+	if (r == -EADDRINUSE) {
+		log_error("another instance answers on %s: refusing to start", o.address);
+		sn_close(sn);
+		return 1;
+	}
+	if (r < 0) {
+		log_error("cannot serve on %s: %s", o.address, strerror(-r));
+		sn_close(sn);
+		return 1;
+	}
+	rpc_server_set_logger(srv, rpc_log, NULL);
+	r = service_snapshots_register(srv, sn);
+	if (r == 0)
+		r = rpc_server_start(srv);
+	if (r < 0) {
+		log_error("cannot start serving on %s: %s", o.address, strerror(-r));
+		rpc_server_free(srv);
+		sn_close(sn);
+		return 1;
+	}
+	log_msg(LOG_INFO, "serving", "address", o.address, "root", o.root, (const char *)NULL);
+
+	int sig = 0;
+	sigwait(&sigs, &sig);
+	log_msg(LOG_INFO, "shutting down", "signal", strsignal(sig), (const char *)NULL);
+	rpc_server_shutdown(srv, RPC_SHUTDOWN_GRACE_MS);
+	rpc_server_free(srv);
+	sn_close(sn);
+	log_info("stopped");
+	return 0;
+}

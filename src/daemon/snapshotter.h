@@ -1,0 +1,74 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The snapshotter, free of any transport: the snapshot state machine over the
+ * store, the storage layout, the layer conversions and the mount shapes of
+ * DESIGN §5. The gRPC service (service-snapshots.c) only decodes, calls these
+ * and encodes. Errors are negative errno values plus a message in err:
+ *   -ENOENT not found, -EEXIST already exists, -EINVAL invalid argument,
+ *   -EBUSY failed precondition (wrong kind, has children), -EOPNOTSUPP
+ *   unimplemented, anything else internal.
+ */
+#ifndef SES_SNAPSHOTTER_H
+#define SES_SNAPSHOTTER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "erofs-layer/error.h"
+#include "store.h"
+
+struct sn_config {
+	const char *root;
+	uint64_t default_size; /* bytes of a new rwlayer.img */
+	bool set_immutable;
+};
+
+struct sn_mount {
+	char *type;
+	char *source;
+	char **options;
+	size_t n_options;
+};
+
+struct sn_mounts {
+	struct sn_mount *v;
+	size_t n;
+};
+
+void sn_mounts_free(struct sn_mounts *m);
+
+struct snapshotter;
+
+/* Opens the store and recovers from a crash: directories that no record
+ * owns (half-made, removed, temporary) are deleted. */
+int sn_open(const struct sn_config *cfg, struct snapshotter **ret, struct el_error *err);
+void sn_close(struct snapshotter *sn);
+
+/* kind: SNAP_KIND_ACTIVE (Prepare) or SNAP_KIND_VIEW (View) */
+int sn_prepare(struct snapshotter *sn, enum snap_kind kind, const char *key, const char *parent,
+	       const struct snap_label *labels, size_t n_labels, struct sn_mounts *ret,
+	       struct el_error *err);
+int sn_mounts(struct snapshotter *sn, const char *key, struct sn_mounts *ret,
+	      struct el_error *err);
+int sn_commit(struct snapshotter *sn, const char *name, const char *key,
+	      const struct snap_label *labels, size_t n_labels, struct el_error *err);
+int sn_remove(struct snapshotter *sn, const char *key, struct el_error *err);
+int sn_stat(struct snapshotter *sn, const char *key, struct snap_info *ret,
+	    struct el_error *err);
+int sn_update(struct snapshotter *sn, const struct snap_info *info, const char *const *paths,
+	      size_t n, struct snap_info *ret, struct el_error *err);
+int sn_usage(struct snapshotter *sn, const char *key, uint64_t *ret_size, uint64_t *ret_inodes,
+	     struct el_error *err);
+/* Deletes directories no snapshot owns; returns how many. */
+int sn_cleanup(struct snapshotter *sn, struct el_error *err);
+/* Every snapshot, in key order. */
+int sn_walk(struct snapshotter *sn, store_walk_fn fn, void *ud, struct el_error *err);
+
+/* An extract snapshot is one whose key's last path element starts with
+ * "extract-" (DESIGN §4). */
+bool sn_is_extract_key(const char *key);
+/* The directory of a snapshot, for the differ (NULL if unknown). */
+char *sn_snapshot_dir(struct snapshotter *sn, const char *key);
+
+#endif
