@@ -8,6 +8,8 @@ packages=(
 	libcmocka-dev libisal-dev libzstd-dev libssl-dev
 	erofs-utils e2fsprogs util-linux attr
 	python3 gzip zstd pigz tar qemu-utils
+	libgrpc-dev libprotobuf-c-dev protobuf-c-compiler libprotobuf-dev protobuf-compiler
+	liblmdb-dev containerd golang-github-containerd-containerd-dev
 )
 
 missing=()
