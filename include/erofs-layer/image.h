@@ -5,6 +5,9 @@
  * the image is treated as hostile: all offsets are bounds-checked against the
  * image size, loops are bounded, and a bad image yields -EFSCORRUPTED (EUCLEAN)
  * with an el_error naming the byte offset and the problem.
+ *
+ * An open el_image holds no state that reads change (everything goes through
+ * pread), so several threads may read from one at once.
  */
 #ifndef EROFS_LAYER_IMAGE_H
 #define EROFS_LAYER_IMAGE_H
@@ -101,8 +104,10 @@ typedef int (*el_image_dirent_fn)(void *ud, const struct el_image_dirent *de);
 int el_image_readdir(struct el_image *img, const struct el_image_inode *dir,
 		     el_image_dirent_fn fn, void *ud, struct el_error *err);
 
-/* Resolves an absolute or relative path (from the root) without following
- * symlinks in the last component. */
+/* Resolves an absolute or relative path (both from the root). Symlinks are
+ * followed (at most 40) except in the last component, unless a trailing slash
+ * follows it, which also requires a directory, as in POSIX. ".." resolves
+ * through the directory's own ".." entry (the root's is the root). */
 int el_image_lookup(struct el_image *img, const char *path, struct el_image_inode *ret,
 		    struct el_error *err);
 

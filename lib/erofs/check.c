@@ -5,18 +5,24 @@
  * numbers refer to reference/EROFS-FORMAT.md.
  *
  * Superblock: magic, block size, dirblkbits, incompat bits (at open), the
- * checksum when SB_CHKSUM is set, blocks_lo against the file size, the device
- * table clear of the superblock, inos against the inodes found.
- * Inodes: i_format (bits 4-15 clear, known layout), layout allowed for the
+ * checksum when SB_CHKSUM is set, no compression configs or long xattr
+ * prefixes (which the kernel parses at mount and we cannot vouch for),
+ * blocks_lo against the file size, the device table clear of the superblock,
+ * inos against the inodes found.
+ * Inodes: i_format (bits 4-15 clear, known layout), i_nb of extended inodes
+ * clear (6.15+ kernels read it as start block bits), layout allowed for the
  * type, sizes (devices/fifos/sockets 0, symlinks 1..4095), nanoseconds below
- * 10^9, inode + xattrs inside the image, data inside the image (or inside
- * the device slot a chunk index names, or a slot's unified range), inline
- * tail within one block, chunk index arrays inside the image.
+ * 10^9, inode + xattrs inside the image, data blocks (whole ones, as the
+ * kernel reads blocks) inside the image, or inside the device slot a chunk
+ * index names, or inside a slot's unified range; inline tail within one
+ * block, chunk index arrays inside the image.
  * Xattrs: icount != 1, entries in bounds, shared ids in bounds, known name
- * indexes, and with compat XATTR_FILTER a name filter that hides none of the
- * inode's names.
+ * indexes (1..6; 0, how mkfs 1.9.3 stores names with unknown prefixes, is
+ * tolerated), no NUL in names, non-empty names, and with compat XATTR_FILTER
+ * a name filter that hides none of the inode's names.
  * Directories: nameoff0 a multiple of 12 in [12, blksz), names of 1..255
- * bytes with no '/' or NUL, strict memcmp order across the whole directory,
+ * bytes with no '/' or NUL, a NUL after each block's last name when the
+ * block is stored whole, strict memcmp order across the whole directory,
  * one "." to itself and one ".." to the parent, file types matching the
  * target inodes, no directory reached twice (no hard links to directories,
  * no cycles), nlink = 2 + subdirectories; other inodes: nlink = number of
@@ -161,14 +167,18 @@ static int namecmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
 	return alen < blen ? -1 : alen > blen;
 }
 
-/* Device-0 data must be in this image or, with unified addressing (§8.2),
- * wholly inside one slot's range. */
+/*
+ * Device-0 data must be in this image or, with unified addressing (§8.2),
+ * wholly inside one slot's range. The kernel reads whole blocks, so the
+ * last block of a range must be complete too (§4.1 zero padding).
+ */
 static bool primary_range_ok(const struct el_image *img, uint64_t phys, uint64_t len)
 {
-	if (el_image_in_bounds(img, phys, len))
+	uint64_t nblk = EL_DIV_ROUND_UP(len, (uint64_t)img->blksz);
+
+	if (el_image_in_bounds(img, phys, nblk << img->blkszbits))
 		return true;
-	return el_image_unified_device(img, phys >> img->blkszbits,
-				       EL_DIV_ROUND_UP(len, (uint64_t)img->blksz)) >= 0;
+	return el_image_unified_device(img, phys >> img->blkszbits, nblk) >= 0;
 }
 
 static int check_chunks(struct checker *c, const struct el_image_inode *ino)
@@ -492,6 +502,34 @@ static int check_entry(struct checker *c, const struct el_image_inode *dir, uint
 	return 0;
 }
 
+/*
+ * readdir ends a block's last name at a NUL or at i_size, but lookup (kernel
+ * namei) reads it up to a NUL or the end of the block buffer. When the block
+ * is stored whole (not an inline tail, which the kernel pads with zeros), the
+ * byte after the name must be NUL or the two would disagree.
+ */
+static int check_last_name(struct checker *c, const struct el_image_inode *dir,
+			   const struct el_dirblock *db)
+{
+	const struct el_dirblock_entry *last = &db->ents[db->count - 1];
+	uint32_t end = (uint32_t)last->nameoff + last->namelen;
+	uint8_t b;
+	int r;
+
+	if (end < db->len || end >= c->img->blksz || db->kind != EL_EXTENT_DATA ||
+	    db->phys == EL_NO_OFFSET)
+		return 0;
+	/* check_data made sure that the whole block is in the image. */
+	r = el_image_read_at(c->img, &b, 1, db->phys + end, c->err);
+	if (r < 0)
+		return r;
+	if (b)
+		return el_image_corrupt(c->err, db->phys + end,
+					"directory %llu: no NUL after the last name of a block before the block's end",
+					(unsigned long long)dir->nid);
+	return 0;
+}
+
 static int check_dir(struct checker *c, uint64_t nid, uint64_t parent, struct el_dirblock *db)
 {
 	struct el_image *img = c->img;
@@ -515,6 +553,9 @@ static int check_dir(struct checker *c, uint64_t nid, uint64_t parent, struct el
 		unsigned nameoff0;
 
 		r = el_image_dirblock(img, &dir, b, db, c->err);
+		if (r < 0)
+			return r;
+		r = check_last_name(c, &dir, db);
 		if (r < 0)
 			return r;
 		nameoff0 = db->ents[0].nameoff;

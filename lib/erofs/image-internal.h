@@ -73,6 +73,7 @@ struct el_dirblock {
 	uint8_t buf[EL_IMAGE_MAX_BLKSZ];
 	uint32_t len;  /* valid bytes: min(blksz, i_size - block start) */
 	uint64_t phys; /* image offset of the block, EL_NO_OFFSET if elsewhere */
+	uint8_t kind;  /* enum el_image_extent_kind of the block's storage */
 	unsigned count;
 	struct el_dirblock_entry ents[EL_IMAGE_MAX_BLKSZ / sizeof(struct erofs_dirent)];
 };

@@ -426,6 +426,15 @@ int el_image_read_inode(struct el_image *img, uint64_t nid, struct el_image_inod
 		ino.mtime = (int64_t)EL_LE_GET(&raw.e, i_mtime);
 		ino.mtime_nsec = EL_LE_GET(&raw.e, i_mtime_nsec);
 		ino.nlink = EL_LE_GET(&raw.e, i_nlink);
+		/* 6.15+ kernels take an extended inode's i_nb as the high 16
+		 * bits of its start block even in non-48-bit images, older
+		 * ones ignore it: nonzero, the data address is ambiguous. */
+		if (EL_LE_GET(&raw.e, i_nb) &&
+		    (S_ISREG(ino.mode) || S_ISDIR(ino.mode) || S_ISLNK(ino.mode)))
+			return el_image_corrupt(err, off + offsetof(struct erofs_inode_extended, i_nb),
+						"inode %llu: i_nb (start block high bits) is %u without 48-bit addressing",
+						(unsigned long long)nid,
+						(unsigned)EL_LE_GET(&raw.e, i_nb));
 	} else {
 		ino.inode_isize = sizeof(raw.c);
 		ino.size = EL_LE_GET(&raw.c, i_size);
@@ -434,11 +443,15 @@ int el_image_read_inode(struct el_image *img, uint64_t nid, struct el_image_inod
 		ino.gid = EL_LE_GET(&raw.c, i_gid);
 		/* §2.3: compact mtimes count from the superblock epoch
 		 * (0 in every image written before 6.15 made it a field). */
-		ino.mtime = (int64_t)img->info.epoch + EL_LE_GET(&raw.c, i_mtime);
+		ino.mtime = (int64_t)(img->info.epoch + EL_LE_GET(&raw.c, i_mtime));
 		ino.mtime_nsec = img->info.fixed_nsec;
 		ino.nlink = EL_LE_GET(&raw.c, i_nb);
 	}
 
+	/* The kernel keeps sizes in a signed loff_t and refuses the rest. */
+	if (ino.size > INT64_MAX)
+		return el_image_corrupt(err, off, "inode %llu: negative size",
+					(unsigned long long)nid);
 	if (el_image_mode_to_ftype(ino.mode) == EROFS_FT_UNKNOWN)
 		return el_image_corrupt(err, off, "inode %llu: invalid file type in mode 0%o",
 					(unsigned long long)nid, ino.mode);
@@ -713,7 +726,8 @@ int el_image_file_extent(struct el_image *img, const struct el_image_inode *ino,
 				    "inode %llu: all-hole FLAT_PLAIN file",
 				    (unsigned long long)ino->nid);
 	nblocks = EL_DIV_ROUND_UP(ino->size, (uint64_t)img->blksz);
-	if (!el_image_in_bounds(img, (uint64_t)ino->raw_u << img->blkszbits, ino->size))
+	if (!el_image_in_bounds(img, (uint64_t)ino->raw_u << img->blkszbits,
+				nblocks << img->blkszbits))
 		return el_image_corrupt(err, ino->inode_off,
 					"inode %llu: %llu bytes of data at block %u run past the end of the image",
 					(unsigned long long)ino->nid, (unsigned long long)ino->size,
@@ -773,6 +787,7 @@ int el_image_dirblock(struct el_image *img, const struct el_image_inode *dir, ui
 	r = read_extent(img, dir, &ext, ret->buf, ret->len, start, err);
 	if (r < 0)
 		return r;
+	ret->kind = ext.kind;
 	ret->phys = ext.kind != EL_EXTENT_HOLE && !ext.device_id
 			    ? ext.physical + (start - ext.logical)
 			    : EL_NO_OFFSET;
@@ -946,6 +961,7 @@ int el_image_lookup(struct el_image *img, const char *path, struct el_image_inod
 	for (;;) {
 		struct el_image_inode child;
 		uint64_t nid = 0;
+		bool follow;
 		size_t len;
 		char *rest;
 
@@ -955,21 +971,21 @@ int el_image_lookup(struct el_image *img, const char *path, struct el_image_inod
 			break;
 		len = strcspn(p, "/");
 		rest = p + len;
+		/* As in POSIX, a symlink is followed unless it is the last
+		 * component, and a trailing slash makes it not the last. */
+		follow = *rest == '/';
 		while (*rest == '/')
 			rest++;
 		if (len > EROFS_NAME_LEN)
 			return el_error_set(err, -ENAMETOOLONG, NULL, EL_NO_OFFSET,
 					    "%s: name too long", path);
-		if (len == 1 && p[0] == '.') {
-			if (!S_ISDIR(cur.mode))
-				return el_error_set(err, -ENOTDIR, NULL, EL_NO_OFFSET,
-						    "%s: not a directory", path);
-			p = rest;
-			continue;
-		}
 		if (!S_ISDIR(cur.mode))
 			return el_error_set(err, -ENOTDIR, NULL, EL_NO_OFFSET,
 					    "%s: not a directory", path);
+		if (len == 1 && p[0] == '.') {
+			p = rest;
+			continue;
+		}
 		/* "..", like any name, resolves through the dirent that the
 		 * directory holds (the root's points to itself). */
 		r = dir_find(img, &cur, p, len, &nid, err);
@@ -982,7 +998,7 @@ int el_image_lookup(struct el_image *img, const char *path, struct el_image_inod
 		if (r < 0)
 			return r;
 
-		if (S_ISLNK(child.mode) && *rest) {
+		if (S_ISLNK(child.mode) && follow) {
 			_cleanup_free_ char *next = NULL;
 			size_t restlen = strlen(rest);
 			ssize_t n;
@@ -1002,6 +1018,7 @@ int el_image_lookup(struct el_image *img, const char *path, struct el_image_inod
 			n = el_image_pread(img, &child, next, child.size, 0, err);
 			if (n < 0)
 				return (int)n;
+			/* The '/' keeps a trailing slash in force for the target. */
 			next[n] = '/';
 			memcpy(next + n + 1, rest, restlen + 1);
 			/* A relative target resolves from the directory that
@@ -1013,6 +1030,10 @@ int el_image_lookup(struct el_image *img, const char *path, struct el_image_inod
 			p = work;
 			continue;
 		}
+		/* A trailing slash asks for a directory. */
+		if (follow && !*rest && !S_ISDIR(child.mode))
+			return el_error_set(err, -ENOTDIR, NULL, EL_NO_OFFSET,
+					    "%s: not a directory", path);
 		cur = child;
 		p = rest;
 	}
@@ -1098,6 +1119,10 @@ int el_image_xattrs(struct el_image *img, const struct el_image_inode *ino,
 		const struct erofs_xattr_entry *e = (const void *)entry;
 		size_t esz;
 
+		if (!el_image_in_bounds(img, off, sizeof(*e)))
+			return el_image_corrupt(err, base + sizeof(struct erofs_xattr_ibody_header) + 4u * i,
+						"inode %llu: shared xattr id %u points past the end of the image",
+						(unsigned long long)ino->nid, id);
 		r = el_image_read_at(img, entry, sizeof(*e), off, err);
 		if (r < 0)
 			return r;

@@ -11,7 +11,8 @@
  * per xattr after each entry, in on-disk order (shared ones first):
  *   <two spaces>NAME="VALUE"
  * where the value's bytes outside printable ASCII, '"' and '\' are written
- * as \ooo (octal).
+ * as \ooo (octal). A name under an index no kernel shows (0, 7..127) is
+ * printed as #INDEX:NAME.
  *
  * Exit: 0, 1 for a missing path or a system error, 2 for usage errors, 3
  * (EXIT_BADINPUT) for a corrupt or unsupported image.
@@ -233,7 +234,12 @@ static int print_line(struct ls_ctx *ctx, const char *name, const struct el_imag
 static int print_xattr(void *ud, const struct el_image_xattr *xa)
 {
 	(void)ud;
-	printf("  %s=\"", xa->name);
+	/* Names under an index the kernel does not know stay visible, but
+	 * marked: they are stored, yet no kernel shows them. */
+	if (xa->name_index < 1 || xa->name_index > 6)
+		printf("  #%u:%s=\"", xa->name_index, xa->name);
+	else
+		printf("  %s=\"", xa->name);
 	for (unsigned i = 0; i < xa->value_len; i++) {
 		uint8_t b = xa->value[i];
 
