@@ -392,7 +392,7 @@ int el_image_read_inode(struct el_image *img, uint64_t nid, struct el_image_inod
 	if (r < 0)
 		return r;
 
-	fmt = EL_LE_GET(&raw.c, i_format);
+	fmt = (uint16_t)EL_LE_GET(&raw.c, i_format);
 	/* §3.1: bit 4 (NLINK_1 / DOT_OMITTED) only exists in 48-bit images,
 	 * which we refuse; bits 5-15 are reserved. */
 	if (fmt & ~EROFS_I_ALL_COMPAT)
@@ -405,7 +405,7 @@ int el_image_read_inode(struct el_image *img, uint64_t nid, struct el_image_inod
 	ino.format = fmt;
 	ino.datalayout = (uint8_t)layout;
 	ino.inode_off = off;
-	ino.xattr_icount = EL_LE_GET(&raw.c, i_xattr_icount);
+	ino.xattr_icount = (uint16_t)EL_LE_GET(&raw.c, i_xattr_icount);
 	ino.mode = EL_LE_GET(&raw.c, i_mode);
 
 	if (fmt & (1u << EROFS_I_VERSION_BIT)) {
