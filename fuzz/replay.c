@@ -134,7 +134,8 @@ static int run_dir(const char *dir, unsigned *count)
 		}
 		n++;
 	}
-	qsort(names, n, sizeof(*names), cmp_names);
+	if (n > 1)
+		qsort(names, n, sizeof(*names), cmp_names);
 	for (size_t i = 0; i < n && r == 0; i++) {
 		struct stat st;
 
