@@ -169,7 +169,7 @@ int layout_remove(const struct layout *l, uint64_t id)
 
 int layout_sweep(const struct layout *l, layout_live_fn live, void *ud)
 {
-	int dup_fd = fcntl(l->snapshots_fd, F_DUPFD_CLOEXEC, 3);
+	int dup_fd = openat(l->snapshots_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	DIR *d = dup_fd >= 0 ? fdopendir(dup_fd) : NULL;
 	struct dirent *de;
 	int removed = 0, r = 0;

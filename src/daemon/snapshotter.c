@@ -126,7 +126,7 @@ static int mount_add(struct sn_mounts *m, const char *type, char *source, const 
 	return 0;
 }
 
-static int cleanup(struct snapshotter *sn, bool serving, struct el_error *err);
+static int cleanup(struct snapshotter *sn, struct el_error *err);
 
 int sn_open(const struct sn_config *cfg, struct snapshotter **ret, struct el_error *err)
 {
@@ -149,7 +149,7 @@ int sn_open(const struct sn_config *cfg, struct snapshotter **ret, struct el_err
 		     *msg ? msg : strerror(-r));
 		goto fail;
 	}
-	r = cleanup(sn, false, err);
+	r = cleanup(sn, err);
 	if (r < 0)
 		goto fail;
 	if (r > 0)
@@ -212,6 +212,11 @@ static int ensure_fsmeta(struct snapshotter *sn, const uint64_t *ids, size_t n,
 	if (!fsmeta || !vmdk || !nomerge || !layers) {
 		free(layers);
 		return fail(err, -ENOMEM, "out of memory");
+	}
+	/* both files are published atomically: the common case needs no lock */
+	if (file_exists(nomerge) || (file_exists(fsmeta) && file_exists(vmdk))) {
+		free(layers);
+		return file_exists(nomerge) ? 1 : 0;
 	}
 	pthread_mutex_lock(&sn->convert_lock);
 	if (file_exists(nomerge)) {
@@ -678,31 +683,29 @@ int sn_usage(struct snapshotter *sn, const char *key, uint64_t *ret_size, uint64
 
 struct live_ctx {
 	struct store_ids ids;
-	bool serving;
 };
 
 static bool id_live(void *ud, uint64_t id)
 {
 	struct live_ctx *c = ud;
-	/* While serving, ids at or past `next` may belong to a Prepare in
-	 * flight; at start-up nothing is, and such a directory is what a
-	 * crashed Prepare left (its id will be handed out again). */
-	return store_ids_has(&c->ids, id) || (c->serving && id >= c->ids.next);
+	return store_ids_has(&c->ids, id);
 }
 
-static int cleanup(struct snapshotter *sn, bool serving, struct el_error *err)
+static int cleanup(struct snapshotter *sn, struct el_error *err)
 {
 	_cleanup_(store_txn_freep) struct store_txn *txn = NULL;
-	struct live_ctx ctx = { .serving = serving };
-	int r = store_txn_begin(sn->store, false, &txn);
+	struct live_ctx ctx = { 0 };
+	/* the writer lock: no Prepare is between making its directory and
+	 * committing its record while we sweep */
+	int r = store_txn_begin(sn->store, true, &txn);
 
 	if (r < 0)
 		return fail(err, r, "cleanup: cannot start a transaction: %s", strerror(-r));
 	r = store_ids(txn, &ctx.ids);
 	if (r < 0)
 		return fail(err, r, "cleanup: %s", store_txn_errmsg(txn));
-	store_txn_freep(&txn);
 	r = layout_sweep(&sn->layout, id_live, &ctx);
+	store_txn_freep(&txn);
 	store_ids_free(&ctx.ids);
 	if (r < 0)
 		return fail(err, r, "cleanup: %s", strerror(-r));
@@ -711,7 +714,7 @@ static int cleanup(struct snapshotter *sn, bool serving, struct el_error *err)
 
 int sn_cleanup(struct snapshotter *sn, struct el_error *err)
 {
-	return cleanup(sn, true, err);
+	return cleanup(sn, err);
 }
 
 int sn_walk(struct snapshotter *sn, store_walk_fn fn, void *ud, struct el_error *err)

@@ -1,0 +1,112 @@
+#!/bin/bash
+# Daemon benchmark: load on a running spin-erofs-snapshotter through its gRPC
+# socket, the way containerd drives it (bench/daemon-bench.c does the calls).
+# This script starts a daemon on a temporary --root, runs daemon-bench against
+# it and stops it (SIGTERM; the daemon must exit 0).
+#
+#   bench/daemon-bench.sh [--build DIR] [--workdir DIR] [--keep] [--log-level L]
+#                         [-- DAEMON-BENCH OPTIONS...]
+#
+#   --build DIR      where spin-erofs-snapshotter and daemon-bench were built
+#                    (default build; an optimised build without sanitizers:
+#                    `ninja -C build src/daemon/spin-erofs-snapshotter
+#                    src/daemon/daemon-bench`)
+#   --workdir DIR    parent of the temporary root and socket (default /var/tmp)
+#   --keep           keep the root, the socket directory and daemon.log
+#   --log-level L    the daemon's --log-level (default warn: one line per call
+#                    at debug level would be measured too)
+#
+# daemon-bench options (after --):
+#   --threads N        concurrent clients (default 16)
+#   --iterations N     cycles per client (default 200) of Prepare(extract key,
+#                      parent = the committed base) / Stat / Mounts /
+#                      Commit (empty upperdir: converts an empty directory) /
+#                      View(base) / Mounts(view) / Remove(view) /
+#                      Remove(committed)
+#   --views N          views made on the base, then Stat-ed, Listed and
+#                      removed (default 10000; views, not actives: an active
+#                      runs mkfs.ext4 for a 64 MiB sparse rwlayer.img)
+#   --base-layers N    length of the committed base chain (default 1; 2 or
+#                      more exercises fsmeta.erofs + merged.vmdk mounts)
+#   --mixed-actives N  clients preparing actives (8 each) while the others
+#                      make views (default 4; 0 skips that phase)
+#
+# Output: a Markdown table of p50/p99/max latency per method (client side,
+# round trip over the unix socket), the throughput, and the daemon's VmRSS
+# idle (after start, before any call), after the cycle, with N views, after
+# List and at the end. Every reply is checked (mount shapes, Stat's name,
+# kind and parent, List counts with and without a filter); any error or
+# mismatch makes the exit status 1.
+#
+# Targets: p99 < 5 ms for Stat, Mounts and View; idle RSS < 32 MiB.
+set -euo pipefail
+
+BUILD=build
+WORKDIR=/var/tmp
+KEEP=0
+LEVEL=warn
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--build) BUILD=$2; shift 2 ;;
+	--workdir) WORKDIR=$2; shift 2 ;;
+	--keep) KEEP=1; shift ;;
+	--log-level) LEVEL=$2; shift 2 ;;
+	--) shift; break ;;
+	-h|--help) sed -n '2,44p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	*) echo "daemon-bench: unknown argument $1 (daemon-bench options go after --)" >&2; exit 2 ;;
+	esac
+done
+
+DAEMON=$BUILD/src/daemon/spin-erofs-snapshotter
+BENCH=$BUILD/src/daemon/daemon-bench
+for b in "$DAEMON" "$BENCH"; do
+	[ -x "$b" ] || { echo "daemon-bench: $b is missing: build it first" >&2; exit 2; }
+done
+command -v mkfs.ext4 >/dev/null || { echo "daemon-bench: mkfs.ext4 is missing" >&2; exit 2; }
+
+W=$(mktemp -d "$WORKDIR/daemon-bench.XXXXXX")
+SOCK=$W/snapshotter.sock
+PID=""
+cleanup() {
+	if [ -n "$PID" ] && kill -0 "$PID" 2>/dev/null; then
+		kill -TERM "$PID" 2>/dev/null || true
+		wait "$PID" 2>/dev/null || true
+	fi
+	if [ "$KEEP" = 0 ]; then
+		# committed layers carry the immutable flag (--set-immutable defaults to true)
+		chattr -R -i "$W/root" 2>/dev/null || true
+		rm -rf "$W"
+	else
+		echo "daemon-bench: kept $W"
+	fi
+}
+trap cleanup EXIT
+
+"$DAEMON" --root "$W/root" --address "$SOCK" --log-level "$LEVEL" 2>"$W/daemon.log" &
+PID=$!
+for _ in $(seq 100); do
+	[ -S "$SOCK" ] && break
+	kill -0 "$PID" 2>/dev/null || { echo "daemon-bench: the daemon exited:" >&2; cat "$W/daemon.log" >&2; exit 1; }
+	sleep 0.1
+done
+[ -S "$SOCK" ] || { echo "daemon-bench: no socket after 10 s" >&2; exit 1; }
+sleep 1 # idle: let start-up settle before the first RSS reading
+
+echo "daemon: $DAEMON (pid $PID), root $W/root"
+rc=0
+"$BENCH" --socket "$SOCK" --pid "$PID" "$@" || rc=$?
+
+kill -TERM "$PID"
+drc=0
+wait "$PID" || drc=$?
+PID=""
+if [ "$drc" != 0 ]; then
+	echo "daemon-bench: the daemon exited with status $drc" >&2
+	rc=1
+fi
+if grep -q 'level=error' "$W/daemon.log"; then
+	echo "daemon-bench: the daemon logged errors:" >&2
+	grep 'level=error' "$W/daemon.log" | head -20 >&2
+	rc=1
+fi
+exit $rc
