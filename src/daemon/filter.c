@@ -2,17 +2,16 @@
 #include "filter.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_PATH_PARTS 8
-
 enum op { OP_PRESENT, OP_EQ, OP_NE, OP_MATCH };
 
 struct clause {
-	char *path[MAX_PATH_PARTS];
+	char **path;
 	size_t npath;
 	enum op op;
 	char *value;
@@ -49,37 +48,145 @@ static void skip_ws(struct lexer *lx)
 		lx->pos++;
 }
 
-/* A quoted string or a bare token (up to a delimiter). */
-static int token(struct lexer *lx, const char *delims, char **ret)
+static int hexdig(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+static size_t put_utf8(char *o, uint32_t cp)
+{
+	if (cp < 0x80) {
+		o[0] = (char)cp;
+		return 1;
+	}
+	if (cp < 0x800) {
+		o[0] = (char)(0xC0 | cp >> 6);
+		o[1] = (char)(0x80 | (cp & 0x3F));
+		return 2;
+	}
+	if (cp < 0x10000) {
+		o[0] = (char)(0xE0 | cp >> 12);
+		o[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+		o[2] = (char)(0x80 | (cp & 0x3F));
+		return 3;
+	}
+	o[0] = (char)(0xF0 | cp >> 18);
+	o[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+	o[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
+	o[3] = (char)(0x80 | (cp & 0x3F));
+	return 4;
+}
+
+/* A quoted string, containerd style: '"', '/' or '|' delimiters (the last
+ * two make regular expressions readable), Go escapes inside. */
+static int quoted(struct lexer *lx, char *out, size_t *n)
 {
 	const char *s = lx->s;
-	size_t cap = strlen(s + lx->pos) + 1, n = 0;
-	char *out = malloc(cap);
+	char q = s[lx->pos++];
+
+	while (s[lx->pos] && s[lx->pos] != q) {
+		char c = s[lx->pos++];
+		if (c != '\\') {
+			out[(*n)++] = c;
+			continue;
+		}
+		c = s[lx->pos++];
+		int digits = 0;
+		switch (c) {
+		case 'a': out[(*n)++] = '\a'; break;
+		case 'b': out[(*n)++] = '\b'; break;
+		case 'f': out[(*n)++] = '\f'; break;
+		case 'n': out[(*n)++] = '\n'; break;
+		case 'r': out[(*n)++] = '\r'; break;
+		case 't': out[(*n)++] = '\t'; break;
+		case 'v': out[(*n)++] = '\v'; break;
+		case 'x': digits = 2; break;
+		case 'u': digits = 4; break;
+		case 'U': digits = 8; break;
+		case '0': case '1': case '2': case '3': case '4': case '5': case '6': case '7': {
+			int v = c - '0';
+			for (int k = 0; k < 2; k++) {
+				char d = s[lx->pos];
+				if (d < '0' || d > '7')
+					return fail(lx, "bad octal escape");
+				v = v * 8 + (d - '0');
+				lx->pos++;
+			}
+			if (v > 255)
+				return fail(lx, "bad octal escape");
+			out[(*n)++] = (char)v;
+			break;
+		}
+		case 0:
+			return fail(lx, "unterminated quote");
+		default:
+			/* \\, \", \/, \| and the delimiter itself */
+			out[(*n)++] = c;
+			break;
+		}
+		if (digits) {
+			uint32_t v = 0;
+			for (int k = 0; k < digits; k++) {
+				int h = hexdig(s[lx->pos]);
+				if (h < 0)
+					return fail(lx, "bad hexadecimal escape");
+				v = v << 4 | (uint32_t)h;
+				lx->pos++;
+			}
+			if (c == 'x')
+				out[(*n)++] = (char)v;
+			else if (v > 0x10FFFF)
+				return fail(lx, "bad unicode escape");
+			else
+				*n += put_utf8(out + *n, v);
+		}
+	}
+	if (s[lx->pos] != q)
+		return fail(lx, "unterminated quote");
+	lx->pos++;
+	return 0;
+}
+
+static bool field_rune(char c)
+{
+	return c == '_' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+/* A field name ("quoted" or [A-Za-z0-9_]+) or a value (quoted, or a run up
+ * to white space or a comma). */
+static int token(struct lexer *lx, bool field, char **ret)
+{
+	const char *s = lx->s;
+	char *out = malloc(strlen(s + lx->pos) * 4 + 1);
+	size_t n = 0;
+	int r = 0;
 
 	if (!out)
 		return -ENOMEM;
 	skip_ws(lx);
-	if (s[lx->pos] == '"' || s[lx->pos] == '\'') {
-		char q = s[lx->pos++];
-		while (s[lx->pos] && s[lx->pos] != q) {
-			if (s[lx->pos] == '\\' && s[lx->pos + 1])
-				lx->pos++;
+	char c = s[lx->pos];
+	if (c == '"' || (!field && (c == '/' || c == '|' || c == '\''))) {
+		r = quoted(lx, out, &n);
+	} else if (field) {
+		while (field_rune(s[lx->pos]))
 			out[n++] = s[lx->pos++];
-		}
-		if (s[lx->pos] != q) {
-			free(out);
-			return fail(lx, "unterminated quote");
-		}
-		lx->pos++;
+		if (!n)
+			r = fail(lx, "expected a field name");
 	} else {
-		while (s[lx->pos] && !strchr(delims, s[lx->pos]))
+		while (s[lx->pos] && s[lx->pos] != ',' && s[lx->pos] != ' ' && s[lx->pos] != '\t')
 			out[n++] = s[lx->pos++];
-		while (n && (out[n - 1] == ' ' || out[n - 1] == '\t'))
-			n--;
-		if (n == 0) {
-			free(out);
-			return fail(lx, "empty field or value");
-		}
+		if (!n)
+			r = fail(lx, "expected a value");
+	}
+	if (r < 0) {
+		free(out);
+		return r;
 	}
 	out[n] = 0;
 	*ret = out;
@@ -91,9 +198,11 @@ static int parse_clause(struct lexer *lx, struct clause *c)
 	int r;
 
 	for (;;) {
-		if (c->npath == MAX_PATH_PARTS)
-			return fail(lx, "field path too deep");
-		r = token(lx, ".=!~, \t", &c->path[c->npath]);
+		char **p = realloc(c->path, (c->npath + 1) * sizeof(*p));
+		if (!p)
+			return -ENOMEM;
+		c->path = p;
+		r = token(lx, true, &c->path[c->npath]);
 		if (r < 0)
 			return r;
 		c->npath++;
@@ -116,7 +225,7 @@ static int parse_clause(struct lexer *lx, struct clause *c)
 	else
 		return fail(lx, "expected ==, != or ~=");
 	lx->pos += 2;
-	r = token(lx, ",", &c->value);
+	r = token(lx, false, &c->value);
 	if (r < 0)
 		return r;
 	if (c->op == OP_MATCH) {
@@ -217,6 +326,7 @@ void filter_free(struct filter *f)
 			struct clause *c = &f->alt[i].c[j];
 			for (size_t k = 0; k < c->npath; k++)
 				free(c->path[k]);
+			free(c->path);
 			free(c->value);
 			if (c->has_re)
 				regfree(&c->re);
