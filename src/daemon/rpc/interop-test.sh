@@ -98,14 +98,14 @@ ctr plugins ls | grep -E '^io\.containerd\.snapshotter\.v1\s+test\s' | grep -q o
 sn() { ctr snapshots --snapshotter test "$@"; }
 
 out=$(sn prepare interop-key 2>&1) || fail "prepare: $out"
-grep -q '^rpc Prepare OK' "$tmp/echo.log" || fail "Prepare did not reach the server"
+wait_for 5 grep -q '^rpc Prepare OK' "$tmp/echo.log" || fail "Prepare did not reach the server"
 echo "ok prepare: Prepare reached the server"
 
 out=$(sn ls 2>&1) || fail "ls: $out"
 echo "$out"
 echo "$out" | grep -E '^interop-key\s.*\sActive\s*$' >/dev/null ||
 	fail "ls does not show interop-key as Active (the kind comes from our Stat)"
-grep -q '^rpc Stat OK' "$tmp/echo.log" || fail "ls did not call Stat"
+wait_for 5 grep -q '^rpc Stat OK' "$tmp/echo.log" || fail "ls did not call Stat"
 echo "ok ls: Stat answered by the server"
 
 out=$(sn info interop-key 2>&1) || fail "info: $out"
@@ -117,7 +117,7 @@ echo "ok info: our Stat reply shows up"
 
 sn usage interop-key >"$tmp/usage.out" 2>&1 || fail "usage: $(cat "$tmp/usage.out")"
 grep -q 'interop-key' "$tmp/usage.out" || fail "usage output: $(cat "$tmp/usage.out")"
-grep -q '^rpc Usage OK' "$tmp/echo.log" || fail "Usage did not reach the server"
+wait_for 5 grep -q '^rpc Usage OK' "$tmp/echo.log" || fail "Usage did not reach the server"
 echo "ok usage: $(tail -n1 "$tmp/usage.out")"
 
 # Mounts is not implemented by the echo server: containerd passes our
@@ -126,7 +126,7 @@ if out=$(sn mounts /mnt interop-key 2>&1); then
 	fail "mounts succeeded against an unimplemented method: $out"
 fi
 echo "$out" | grep -qi 'not implemented\|unimplemented' || fail "mounts error: $out"
-grep -q '^rpc Mounts UNIMPLEMENTED' "$tmp/echo.log" || fail "Mounts did not reach the server"
+wait_for 5 grep -q '^rpc Mounts UNIMPLEMENTED' "$tmp/echo.log" || fail "Mounts did not reach the server"
 echo "ok mounts: UNIMPLEMENTED reaches ctr ($out)"
 
 # Removal: containerd drops its record, then its garbage collector walks us
@@ -134,7 +134,7 @@ echo "ok mounts: UNIMPLEMENTED reaches ctr ($out)"
 # the orphan the echo server started with) and calls Cleanup.
 sn rm interop-key || fail "rm"
 wait_for 30 grep -q '^rpc Cleanup OK' "$tmp/echo.log" || fail "no Cleanup after rm (GC)"
-grep -q '^rpc List OK' "$tmp/echo.log" || fail "GC did not call List"
+wait_for 5 grep -q '^rpc List OK' "$tmp/echo.log" || fail "GC did not call List"
 grep -q '^removed default/[0-9]*/interop-key$' "$tmp/echo.log" ||
 	fail "GC did not remove the key (namespaced by containerd as <ns>/<id>/<key>)"
 grep -q '^removed echo-orphan$' "$tmp/echo.log" ||
