@@ -1,0 +1,301 @@
+# SPDX-License-Identifier: Apache-2.0
+# shellcheck shell=bash
+#
+# lab.sh: a private containerd with spin-erofs-snapshotter as its proxy
+# snapshotter, in one directory, without systemd (DESIGN §9). Source it:
+#
+#   . tests/integration/lab.sh
+#   lab_start /tmp/lab                  # daemon + containerd, both answering
+#   lab_ctr images import --snapshotter spin-erofs image.tar
+#   lab_ctr snapshots --snapshotter spin-erofs tree
+#   lab_restart_daemon                  # SIGTERM (must exit 0), start again
+#   lab_kill9_daemon                    # SIGKILL; lab_start_daemon brings it back
+#   lab_stop                            # containerd, then the daemon, by PID
+#
+# Everything lives in LAB_DIR (set by lab_start; other shells may export it):
+#   config.toml       containerd's config (version 2, root/state/socket here,
+#                     [proxy_plugins.spin-erofs] on sn.sock)
+#   sn/ sn.sock sn.log             the daemon's --root, socket, log
+#   containerd/ containerd.sock containerd.log  containerd's root+state, socket, log
+#   sn.pid sn.rc containerd.pid containerd.rc   PIDs and exit statuses
+# The exit status files are written by a small waiting subshell, so that any
+# shell (or the Python runner) can learn how a process ended.
+#
+# Environment:
+#   SPIN_EROFS_SNAPSHOTTER  the daemon binary (default build/src/daemon/spin-erofs-snapshotter)
+#   LAB_CONTAINERD          containerd binary (default containerd)
+#   LAB_CTR                 ctr binary (default ctr)
+#   LAB_TIMEOUT             seconds to wait for a socket to answer (default 30)
+#   LAB_STOP_TIMEOUT        seconds between SIGTERM and SIGKILL (default 20)
+#   LAB_DAEMON_ARGS         extra daemon flags (also: lab_start DIR FLAGS...)
+#   LAB_CONTAINERD_LOG_LEVEL  containerd's log level (default info; debug shows each
+#                           garbage collection and its duration)
+#
+# Every function returns non-zero (with a message on stderr) on failure.
+
+_LAB_HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+_LAB_REPO=$(cd "$_LAB_HERE/../.." && pwd)
+: "${SPIN_EROFS_SNAPSHOTTER:=$_LAB_REPO/build/src/daemon/spin-erofs-snapshotter}"
+: "${LAB_CONTAINERD:=containerd}"
+: "${LAB_CTR:=ctr}"
+: "${LAB_TIMEOUT:=30}"
+: "${LAB_STOP_TIMEOUT:=20}"
+
+_lab_err() { echo "lab: $*" >&2; }
+
+_lab_dir() {
+	if [ -z "${LAB_DIR:-}" ]; then
+		_lab_err "LAB_DIR is not set (call lab_start DIR first)"
+		return 1
+	fi
+}
+
+# _lab_alive PID: the process exists and is not a zombie
+_lab_alive() {
+	local st
+	[ -n "$1" ] && [ -r "/proc/$1/stat" ] || return 1
+	st=$(sed -e 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)
+	[ -n "$st" ] && [ "$st" != Z ] && [ "$st" != X ]
+}
+
+# _lab_sock_answers PATH: a unix stream socket at PATH accepts a connection
+_lab_sock_answers() {
+	[ -S "$1" ] || return 1
+	python3 - "$1" <<'EOF' 2>/dev/null
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.settimeout(2)
+try:
+    s.connect(sys.argv[1])
+except OSError:
+    sys.exit(1)
+EOF
+}
+
+# _lab_spawn NAME CMD...: start CMD in the background (stdin /dev/null, stdout
+# and stderr appended to LAB_DIR/NAME.log), NAME.pid = its PID, NAME.rc = its
+# exit status once it ends (128+N for signal N).
+_lab_spawn() {
+	local name=$1 pid
+	shift
+	rm -f "$LAB_DIR/$name.pid" "$LAB_DIR/$name.rc"
+	(
+		"$@" </dev/null >>"$LAB_DIR/$name.log" 2>&1 &
+		echo $! >"$LAB_DIR/$name.pid.tmp"
+		mv "$LAB_DIR/$name.pid.tmp" "$LAB_DIR/$name.pid"
+		wait $!
+		echo $? >"$LAB_DIR/$name.rc.tmp"
+		mv "$LAB_DIR/$name.rc.tmp" "$LAB_DIR/$name.rc"
+	) </dev/null >/dev/null 2>&1 &
+	local i
+	for ((i = 0; i < 100; i++)); do
+		[ -s "$LAB_DIR/$name.pid" ] && return 0
+		sleep 0.02
+	done
+	_lab_err "$name did not start"
+	return 1
+}
+
+# lab_pid NAME: the PID of sn or containerd
+lab_pid() {
+	_lab_dir || return 1
+	cat "$LAB_DIR/$1.pid" 2>/dev/null
+}
+
+# _lab_wait_rc NAME SECONDS: wait for NAME.rc; print it
+_lab_wait_rc() {
+	local name=$1 deadline=$((SECONDS + $2))
+	while [ ! -e "$LAB_DIR/$name.rc" ]; do
+		[ $SECONDS -ge $deadline ] && return 1
+		sleep 0.05
+	done
+	cat "$LAB_DIR/$name.rc"
+}
+
+# _lab_wait_answer NAME SECONDS CHECK...: until CHECK succeeds, NAME dies or time runs out
+_lab_wait_answer() {
+	local name=$1 deadline=$((SECONDS + $2)) pid
+	shift 2
+	pid=$(lab_pid "$name")
+	until "$@"; do
+		if [ -e "$LAB_DIR/$name.rc" ]; then
+			_lab_err "$name exited with status $(cat "$LAB_DIR/$name.rc") while starting; its log ends with:"
+			tail -n 5 "$LAB_DIR/$name.log" >&2
+			return 1
+		fi
+		if [ $SECONDS -ge $deadline ]; then
+			_lab_err "$name (pid $pid) did not answer within $LAB_TIMEOUT s"
+			return 1
+		fi
+		sleep 0.05
+	done
+}
+
+_lab_write_config() {
+	cat >"$LAB_DIR/config.toml" <<EOF
+version = 2
+root = "$LAB_DIR/containerd/root"
+state = "$LAB_DIR/containerd/state"
+# no CRI, no snapshotters this machine cannot run: quicker start, fewer logs
+disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.aufs",
+                    "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.devmapper",
+                    "io.containerd.snapshotter.v1.zfs"]
+
+[grpc]
+  address = "$LAB_DIR/containerd.sock"
+
+[ttrpc]
+  address = "$LAB_DIR/containerd.sock.ttrpc"
+
+[debug]
+  level = "${LAB_CONTAINERD_LOG_LEVEL:-info}"
+
+[proxy_plugins]
+  [proxy_plugins.spin-erofs]
+    type = "snapshot"
+    address = "$LAB_DIR/sn.sock"
+EOF
+}
+
+# lab_start_daemon [FLAGS...]: start the daemon in LAB_DIR and wait for its socket
+lab_start_daemon() {
+	_lab_dir || return 1
+	local pid
+	pid=$(lab_pid sn)
+	if [ -n "$pid" ] && [ ! -e "$LAB_DIR/sn.rc" ] && _lab_alive "$pid"; then
+		_lab_err "the daemon already runs (pid $pid)"
+		return 1
+	fi
+	if [ ! -x "$SPIN_EROFS_SNAPSHOTTER" ]; then
+		_lab_err "no daemon binary at $SPIN_EROFS_SNAPSHOTTER (ninja -C build, or set SPIN_EROFS_SNAPSHOTTER)"
+		return 1
+	fi
+	if [ $# -gt 0 ]; then
+		printf '%q ' "$@" >"$LAB_DIR/sn.args"
+	fi
+	local -a extra=()
+	if [ -s "$LAB_DIR/sn.args" ]; then
+		eval "extra=($(cat "$LAB_DIR/sn.args"))"
+	fi
+	# shellcheck disable=SC2086
+	_lab_spawn sn "$SPIN_EROFS_SNAPSHOTTER" --root "$LAB_DIR/sn" --address "$LAB_DIR/sn.sock" \
+		--log-level debug "${extra[@]}" ${LAB_DAEMON_ARGS:-} || return 1
+	_lab_wait_answer sn "$LAB_TIMEOUT" _lab_sock_answers "$LAB_DIR/sn.sock"
+}
+
+_lab_ctd_answers() {
+	"$LAB_CTR" --address "$LAB_DIR/containerd.sock" --timeout 2s version >/dev/null 2>&1
+}
+
+# lab_start_containerd: start the private containerd and wait until it answers
+lab_start_containerd() {
+	_lab_dir || return 1
+	local pid
+	pid=$(lab_pid containerd)
+	if [ -n "$pid" ] && [ ! -e "$LAB_DIR/containerd.rc" ] && _lab_alive "$pid"; then
+		_lab_err "containerd already runs (pid $pid)"
+		return 1
+	fi
+	command -v "$LAB_CONTAINERD" >/dev/null || { _lab_err "no $LAB_CONTAINERD"; return 1; }
+	_lab_write_config
+	mkdir -p "$LAB_DIR/containerd"
+	_lab_spawn containerd "$LAB_CONTAINERD" --config "$LAB_DIR/config.toml" || return 1
+	_lab_wait_answer containerd "$LAB_TIMEOUT" _lab_ctd_answers
+}
+
+# lab_start DIR [DAEMON-FLAGS...]: the daemon, then containerd, in DIR
+lab_start() {
+	if [ -z "${1:-}" ]; then
+		_lab_err "usage: lab_start DIR [DAEMON-FLAGS...]"
+		return 2
+	fi
+	mkdir -p "$1" || return 1
+	LAB_DIR=$(cd "$1" && pwd) || return 1
+	export LAB_DIR
+	shift
+	rm -f "$LAB_DIR/sn.args"
+	# unix socket paths hold at most 107 bytes
+	if [ ${#LAB_DIR} -gt 80 ]; then
+		_lab_err "$LAB_DIR is too long for unix socket paths"
+		return 1
+	fi
+	lab_start_daemon "$@" || return 1
+	if ! lab_start_containerd; then
+		lab_stop >/dev/null 2>&1
+		return 1
+	fi
+}
+
+# lab_ctr ARGS...: ctr on the private containerd
+lab_ctr() {
+	_lab_dir || return 1
+	"$LAB_CTR" --address "$LAB_DIR/containerd.sock" "$@"
+}
+
+# lab_snctr ARGS...: ctr straight at the daemon's socket (no containerd in
+# between: keys arrive exactly as given). Only `snapshots` commands make sense.
+lab_snctr() {
+	_lab_dir || return 1
+	"$LAB_CTR" --address "$LAB_DIR/sn.sock" "$@"
+}
+
+# _lab_stop_one NAME: SIGTERM, then SIGKILL after LAB_STOP_TIMEOUT; prints the
+# exit status (nothing if it was not running)
+_lab_stop_one() {
+	local name=$1 pid rc
+	pid=$(lab_pid "$name") || return 0
+	[ -n "$pid" ] || return 0
+	if [ -e "$LAB_DIR/$name.rc" ]; then
+		cat "$LAB_DIR/$name.rc"
+		return 0
+	fi
+	kill -TERM "$pid" 2>/dev/null
+	if ! rc=$(_lab_wait_rc "$name" "$LAB_STOP_TIMEOUT"); then
+		_lab_err "$name (pid $pid) ignored SIGTERM for $LAB_STOP_TIMEOUT s: SIGKILL"
+		kill -KILL "$pid" 2>/dev/null
+		rc=$(_lab_wait_rc "$name" 10) || { _lab_err "$name (pid $pid) survived SIGKILL"; return 1; }
+	fi
+	echo "$rc"
+}
+
+# lab_stop_daemon: SIGTERM the daemon; fails unless it exits 0
+lab_stop_daemon() {
+	_lab_dir || return 1
+	local rc
+	rc=$(_lab_stop_one sn) || return 1
+	if [ -n "$rc" ] && [ "$rc" != 0 ]; then
+		_lab_err "the daemon exited with status $rc on SIGTERM (expected 0); its log ends with:"
+		tail -n 5 "$LAB_DIR/sn.log" >&2
+		return 1
+	fi
+}
+
+# lab_stop: containerd, then the daemon; fails if the daemon did not exit 0
+lab_stop() {
+	_lab_dir || return 1
+	local rc status=0
+	rc=$(_lab_stop_one containerd) || status=1
+	lab_stop_daemon || status=1
+	return $status
+}
+
+# lab_restart_daemon: SIGTERM (exit 0 expected) and start again, same flags
+lab_restart_daemon() {
+	_lab_dir || return 1
+	lab_stop_daemon || return 1
+	lab_start_daemon
+}
+
+# lab_kill9_daemon: SIGKILL the daemon and wait for it to be gone (it stays
+# down: lab_start_daemon brings it back)
+lab_kill9_daemon() {
+	_lab_dir || return 1
+	local pid
+	pid=$(lab_pid sn)
+	if [ -z "$pid" ] || [ -e "$LAB_DIR/sn.rc" ]; then
+		_lab_err "the daemon is not running"
+		return 1
+	fi
+	kill -KILL "$pid" || return 1
+	_lab_wait_rc sn 10 >/dev/null || { _lab_err "pid $pid survived SIGKILL"; return 1; }
+}
