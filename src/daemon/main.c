@@ -171,27 +171,27 @@ int main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
+	/* the socket first: an instance that is to be refused touches no root */
+	struct rpc_server *srv = NULL;
+	int r = rpc_server_new(o.address, 8, &srv);
+	if (r == -EADDRINUSE) {
+		log_error("another instance answers on %s: refusing to start", o.address);
+		return 1;
+	}
+	if (r < 0) {
+		log_error("cannot serve on %s: %s", o.address, strerror(-r));
+		return 1;
+	}
+
 	struct sn_config cfg = { .root = o.root, .default_size = o.default_size,
 				 .set_immutable = o.set_immutable };
 	struct snapshotter *sn = NULL;
 	struct el_error err;
 	el_error_clear(&err);
-	int r = sn_open(&cfg, &sn, &err);
+	r = sn_open(&cfg, &sn, &err);
 	if (r < 0) {
 		log_error("cannot open the snapshotter: %s", err.msg);
-		return 1;
-	}
-
-	struct rpc_server *srv = NULL;
-	r = rpc_server_new(o.address, 8, &srv);
-	if (r == -EADDRINUSE) {
-		log_error("another instance answers on %s: refusing to start", o.address);
-		sn_close(sn);
-		return 1;
-	}
-	if (r < 0) {
-		log_error("cannot serve on %s: %s", o.address, strerror(-r));
-		sn_close(sn);
+		rpc_server_free(srv);
 		return 1;
 	}
 	rpc_server_set_logger(srv, rpc_log, NULL);
