@@ -21,25 +21,6 @@ static bool cancelled(const struct el_convert_opts *opts)
 	return opts && opts->cancel && atomic_load(opts->cancel);
 }
 
-/* A name-based UUID (RFC 4122 version 5 layout) from the diffID, so that the
- * same layer always gets the same image. */
-static void uuid_from_digest(const uint8_t digest[32], uint8_t uuid[16])
-{
-	struct el_sha256 *h = el_sha256_new();
-	uint8_t out[32] = { 0 };
-
-	if (h) {
-		el_sha256_update(h, "erofs-layer uuid:", 17);
-		el_sha256_update(h, digest, 32);
-		el_sha256_final(h, out);
-		el_sha256_free(h);
-	} else {
-		memcpy(out, digest, 16);
-	}
-	memcpy(uuid, out, 16);
-	uuid[6] = (uint8_t)((uuid[6] & 0x0f) | 0x50);
-	uuid[8] = (uint8_t)((uuid[8] & 0x3f) | 0x80);
-}
 
 int el_convert_input(struct el_input *in, int out_fd, const struct el_convert_opts *opts,
 		     struct el_convert_result *ret, struct el_error *err)
@@ -99,7 +80,7 @@ int el_convert_input(struct el_input *in, int out_fd, const struct el_convert_op
 	if (opts && opts->has_uuid) {
 		memcpy(wopts.uuid, opts->uuid, 16);
 	} else {
-		uuid_from_digest(res.diffid, wopts.uuid);
+		el_uuid_from_name("erofs-layer uuid:", res.diffid, 32, wopts.uuid);
 	}
 	wopts.has_uuid = true;
 	wopts.has_epoch = opts && opts->has_epoch;

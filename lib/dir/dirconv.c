@@ -225,24 +225,6 @@ static void dig_entry(struct walk *wk, const struct el_entry *e)
 	}
 }
 
-/* A name-based UUID (RFC 4122 version 5 layout) from the content digest. */
-static void uuid_from_digest(const uint8_t digest[32], uint8_t uuid[16])
-{
-	struct el_sha256 *h = el_sha256_new();
-	uint8_t out[32] = { 0 };
-
-	if (h) {
-		el_sha256_update(h, "erofs-layer dir uuid:", 21);
-		el_sha256_update(h, digest, 32);
-		el_sha256_final(h, out);
-		el_sha256_free(h);
-	} else {
-		memcpy(out, digest, 16);
-	}
-	memcpy(uuid, out, 16);
-	uuid[6] = (uint8_t)((uuid[6] & 0x0f) | 0x50);
-	uuid[8] = (uint8_t)((uuid[8] & 0x3f) | 0x80);
-}
 
 /* ---- xattrs ---- */
 
@@ -947,7 +929,7 @@ int el_convert_dir(int dirfd, int out_fd, const struct el_dir_opts *opts,
 	} else {
 		uint8_t d[32];
 		el_sha256_final(wk.digest, d);
-		uuid_from_digest(d, wopts.uuid);
+		el_uuid_from_name("erofs-layer dir uuid:", d, 32, wopts.uuid);
 	}
 	wopts.has_epoch = wk.opts->has_epoch;
 	wopts.epoch = wk.opts->epoch;

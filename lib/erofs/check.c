@@ -477,7 +477,7 @@ static int check_entry(struct checker *c, const struct el_image_inode *dir, uint
 	r = el_image_read_inode(c->img, e->nid, &child, c->err);
 	if (r < 0)
 		return r;
-	ft = el_image_mode_to_ftype(child.mode);
+	ft = erofs_ftype_of_mode(child.mode);
 	if (e->file_type != ft)
 		return el_image_corrupt(c->err, eoff,
 					"directory %llu: \"%s\" has file type %u, its inode %llu calls for %u",

@@ -188,6 +188,28 @@ static inline size_t erofs_xattr_entry_size(size_t name_len, size_t value_size)
 #define EROFS_FT_SYMLINK 7
 #define EROFS_FT_MAX 8
 
+/* The dirent file type of an st_mode (EROFS_FT_UNKNOWN for anything else). */
+static inline uint8_t erofs_ftype_of_mode(uint32_t mode)
+{
+	switch (mode & 0170000) {
+	case 0100000:
+		return EROFS_FT_REG_FILE;
+	case 0040000:
+		return EROFS_FT_DIR;
+	case 0020000:
+		return EROFS_FT_CHRDEV;
+	case 0060000:
+		return EROFS_FT_BLKDEV;
+	case 0010000:
+		return EROFS_FT_FIFO;
+	case 0140000:
+		return EROFS_FT_SOCK;
+	case 0120000:
+		return EROFS_FT_SYMLINK;
+	}
+	return EROFS_FT_UNKNOWN;
+}
+
 struct erofs_dirent {
 	uint64_t nid;
 	uint16_t nameoff;

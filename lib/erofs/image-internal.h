@@ -50,7 +50,6 @@ int el_image_read_at(struct el_image *img, void *buf, size_t len, uint64_t off,
 		     struct el_error *err);
 
 /* The dirent file type (§5.1) a mode calls for; EROFS_FT_UNKNOWN for none. */
-uint8_t el_image_mode_to_ftype(uint32_t mode);
 
 /* The device slot whose unified range holds [blk, blk+nblocks), or -1. */
 int el_image_unified_device(const struct el_image *img, uint64_t blk, uint64_t nblocks);

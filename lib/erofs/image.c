@@ -81,27 +81,6 @@ int el_image_read_at(struct el_image *img, void *buf, size_t len, uint64_t off,
 	return 0;
 }
 
-uint8_t el_image_mode_to_ftype(uint32_t mode)
-{
-	switch (mode & S_IFMT) {
-	case S_IFREG:
-		return EROFS_FT_REG_FILE;
-	case S_IFDIR:
-		return EROFS_FT_DIR;
-	case S_IFCHR:
-		return EROFS_FT_CHRDEV;
-	case S_IFBLK:
-		return EROFS_FT_BLKDEV;
-	case S_IFIFO:
-		return EROFS_FT_FIFO;
-	case S_IFSOCK:
-		return EROFS_FT_SOCK;
-	case S_IFLNK:
-		return EROFS_FT_SYMLINK;
-	default:
-		return EROFS_FT_UNKNOWN;
-	}
-}
 
 int el_image_unified_device(const struct el_image *img, uint64_t blk, uint64_t nblocks)
 {
@@ -452,7 +431,7 @@ int el_image_read_inode(struct el_image *img, uint64_t nid, struct el_image_inod
 	if (ino.size > INT64_MAX)
 		return el_image_corrupt(err, off, "inode %llu: negative size",
 					(unsigned long long)nid);
-	if (el_image_mode_to_ftype(ino.mode) == EROFS_FT_UNKNOWN)
+	if (erofs_ftype_of_mode(ino.mode) == EROFS_FT_UNKNOWN)
 		return el_image_corrupt(err, off, "inode %llu: invalid file type in mode 0%o",
 					(unsigned long long)nid, ino.mode);
 	if (S_ISCHR(ino.mode) || S_ISBLK(ino.mode)) {

@@ -576,8 +576,6 @@ int el_merge(const char *const *paths, size_t nlayers, const char *fsmeta_path,
 		r = oom(&m);
 		goto out;
 	}
-	el_sha256_update(h, opts && opts->flat ? "erofs-layer fsmeta flat:" : "erofs-layer fsmeta:",
-			 opts && opts->flat ? 24 : 19);
 	for (size_t i = 0; i < nlayers; i++) {
 		uint8_t le[8];
 		el_put_le64(le, m.layers[i].blocks);
@@ -597,9 +595,8 @@ int el_merge(const char *const *paths, size_t nlayers, const char *fsmeta_path,
 		.ndevices = (unsigned)nlayers,
 		.flat = opts && opts->flat,
 	};
-	memcpy(wopts.uuid, digest, 16);
-	wopts.uuid[6] = (uint8_t)((wopts.uuid[6] & 0x0f) | 0x50);
-	wopts.uuid[8] = (uint8_t)((wopts.uuid[8] & 0x3f) | 0x80);
+	el_uuid_from_name(wopts.flat ? "erofs-layer fsmeta flat:" : "erofs-layer fsmeta:", digest,
+			  sizeof(digest), wopts.uuid);
 
 	r = el_outfile_open(&of, fsmeta_path, 0644);
 	if (r < 0) {

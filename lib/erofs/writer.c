@@ -578,26 +578,6 @@ static int sink_seek(struct sink *s, uint64_t off)
 	return sink_write(s, NULL, off - sink_pos(s));
 }
 
-static uint8_t file_type(uint32_t mode)
-{
-	switch (mode & S_IFMT) {
-	case S_IFREG:
-		return EROFS_FT_REG_FILE;
-	case S_IFDIR:
-		return EROFS_FT_DIR;
-	case S_IFCHR:
-		return EROFS_FT_CHRDEV;
-	case S_IFBLK:
-		return EROFS_FT_BLKDEV;
-	case S_IFIFO:
-		return EROFS_FT_FIFO;
-	case S_IFSOCK:
-		return EROFS_FT_SOCK;
-	case S_IFLNK:
-		return EROFS_FT_SYMLINK;
-	}
-	return EROFS_FT_UNKNOWN;
-}
 
 /* The whole content of a directory, block by block (§5.1). */
 static uint8_t *build_dir(const struct el_inode *dir, uint64_t meta_blkaddr)
@@ -636,7 +616,7 @@ static uint8_t *build_dir(const struct el_inode *dir, uint64_t meta_blkaddr)
 			struct erofs_dirent *de = (struct erofs_dirent *)(b + k * sizeof(*de));
 			EL_LE_PUT(de, nid, v.ino->nid);
 			EL_LE_PUT(de, nameoff, nameoff);
-			de->file_type = file_type(v.ino->mode);
+			de->file_type = erofs_ftype_of_mode(v.ino->mode);
 			memcpy(b + nameoff, v.name, v.len);
 			nameoff += v.len;
 		}

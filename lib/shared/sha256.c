@@ -59,3 +59,22 @@ void el_hex(const uint8_t *in, size_t len, char *out)
 	}
 	out[2 * len] = 0;
 }
+
+void el_uuid_from_name(const char *ns, const void *data, size_t len, uint8_t uuid[16])
+{
+	struct el_sha256 *h = el_sha256_new();
+	uint8_t out[32] = { 0 };
+
+	if (h) {
+		el_sha256_update(h, ns, strlen(ns));
+		el_sha256_update(h, data, len);
+		el_sha256_final(h, out);
+		el_sha256_free(h);
+	} else {
+		/* no memory for a hash context: still deterministic */
+		memcpy(out, data, len < 16 ? len : 16);
+	}
+	memcpy(uuid, out, 16);
+	uuid[6] = (uint8_t)((uuid[6] & 0x0f) | 0x50);
+	uuid[8] = (uint8_t)((uuid[8] & 0x3f) | 0x80);
+}

@@ -14,4 +14,8 @@ void el_sha256_final(struct el_sha256 *h, uint8_t out[32]);
 void el_sha256_free(struct el_sha256 *h);
 void el_hex(const uint8_t *in, size_t len, char *out /* 2*len+1 */);
 
+/* A name-based UUID (RFC 4122 version 5 layout, sha256 instead of sha1):
+ * the same namespace and data always give the same UUID. */
+void el_uuid_from_name(const char *ns, const void *data, size_t len, uint8_t uuid[16]);
+
 #endif
