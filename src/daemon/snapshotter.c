@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -40,6 +41,7 @@
 
 struct snapshotter {
 	struct sn_config cfg;
+	int lock_fd; /* flock on <root>/lock: one daemon per root */
 	struct layout layout;
 	struct store *store;
 	/* conversions and merges: one at a time, so that two calls for the
@@ -131,16 +133,34 @@ static int cleanup(struct snapshotter *sn, struct el_error *err);
 int sn_open(const struct sn_config *cfg, struct snapshotter **ret, struct el_error *err)
 {
 	struct snapshotter *sn = calloc(1, sizeof(*sn));
+	_cleanup_free_ char *lock = NULL;
 	char msg[256] = "";
 	int r;
 
 	if (!sn)
 		return fail(err, -ENOMEM, "out of memory");
 	sn->cfg = *cfg;
+	sn->lock_fd = -1;
+	sn->layout.snapshots_fd = -1;
 	pthread_mutex_init(&sn->convert_lock, NULL);
 	r = layout_open(cfg->root, &sn->layout);
 	if (r < 0) {
 		fail(err, r, "cannot use root %s: %s", cfg->root, strerror(-r));
+		goto fail;
+	}
+	/* the store's id guard and the convert lock live in this process:
+	 * a second daemon on the same root would defeat both */
+	if (asprintf(&lock, "%s/lock", sn->layout.root) < 0) {
+		lock = NULL;
+		r = fail(err, -ENOMEM, "out of memory");
+		goto fail;
+	}
+	sn->lock_fd = open(lock, O_CREAT | O_RDWR | O_CLOEXEC, 0600);
+	if (sn->lock_fd < 0 || flock(sn->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+		r = -errno;
+		fail(err, r == -EWOULDBLOCK ? -EBUSY : r, "cannot lock %s: %s", lock,
+		     r == -EWOULDBLOCK ? "another instance uses this root" : strerror(-r));
+		r = r == -EWOULDBLOCK ? -EBUSY : r;
 		goto fail;
 	}
 	r = store_open(sn->layout.root, NULL, &sn->store, msg, sizeof(msg));
@@ -167,6 +187,7 @@ void sn_close(struct snapshotter *sn)
 		return;
 	store_closep(&sn->store);
 	layout_close(&sn->layout);
+	el_closep(&sn->lock_fd);
 	pthread_mutex_destroy(&sn->convert_lock);
 	free(sn);
 }
