@@ -36,7 +36,9 @@ static int run(char *const argv[])
 
 int ext4_create_image(int dirfd, const char *dir_path, const char *name, uint64_t size)
 {
-	_cleanup_free_ char *tmpl = NULL, *tmpimg = NULL, *sizearg = NULL;
+	/* every cleanup variable is declared before the first goto */
+	_cleanup_free_ char *tmpl = NULL, *tmpimg = NULL, *upper = NULL, *work = NULL,
+			    *imgpath = NULL;
 	_cleanup_close_ int fd = -1;
 	int r;
 
@@ -44,7 +46,6 @@ int ext4_create_image(int dirfd, const char *dir_path, const char *name, uint64_
 	    asprintf(&tmpimg, ".%s.tmp", name) < 0)
 		return -ENOMEM;
 	/* a template tree for mkfs.ext4 -d: upper/ and work/ owned by root */
-	_cleanup_free_ char *upper = NULL, *work = NULL;
 	if (asprintf(&upper, "%s/upper", tmpl) < 0 || asprintf(&work, "%s/work", tmpl) < 0)
 		return -ENOMEM;
 	if ((mkdir(tmpl, 0755) < 0 && errno != EEXIST) || (mkdir(upper, 0755) < 0 && errno != EEXIST) ||
@@ -57,7 +58,6 @@ int ext4_create_image(int dirfd, const char *dir_path, const char *name, uint64_
 		r = -errno;
 		goto out;
 	}
-	_cleanup_free_ char *imgpath = NULL;
 	if (asprintf(&imgpath, "%s/%s", dir_path, tmpimg) < 0) {
 		r = -ENOMEM;
 		goto out;
