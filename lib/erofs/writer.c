@@ -597,14 +597,13 @@ static int sink_seek(struct sink *s, uint64_t off)
 
 
 /* The whole content of a directory, block by block (§5.1). */
-static uint8_t *build_dir(const struct el_inode *dir, uint64_t meta_blkaddr)
+static uint8_t *build_dir(const struct el_inode *dir)
 {
 	uint8_t *buf = calloc(1, (size_t)EL_ROUND_UP(dir->size, (uint64_t)BLK));
 	struct dirent_it it = { .dir = dir }, blk_it;
 	struct dirent_view v;
 	uint64_t blk = 0;
 
-	(void)meta_blkaddr;
 	if (!buf)
 		return NULL;
 	for (bool more = true; more;) {
@@ -798,7 +797,7 @@ static int emit_metadata(struct plan *p, int fd, struct el_error *err)
 		struct el_inode *ino = p->order[i];
 		uint8_t *dirbuf = NULL;
 		if (S_ISDIR(ino->mode) && ino->inline_size) {
-			dirbuf = build_dir(ino, p->meta_blkaddr);
+			dirbuf = build_dir(ino);
 			if (!dirbuf) {
 				r = el_error_set(err, -ENOMEM, NULL, EL_NO_OFFSET, "out of memory");
 				break;
@@ -835,7 +834,7 @@ static int emit_metadata(struct plan *p, int fd, struct el_error *err)
 			break;
 		size_t len = (size_t)ino->meta_nblocks * BLK;
 		if (S_ISDIR(ino->mode)) {
-			uint8_t *dirbuf = build_dir(ino, p->meta_blkaddr);
+			uint8_t *dirbuf = build_dir(ino);
 			if (!dirbuf) {
 				r = el_error_set(err, -ENOMEM, NULL, EL_NO_OFFSET, "out of memory");
 				break;

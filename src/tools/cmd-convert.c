@@ -119,18 +119,11 @@ int cmd_convert(int argc, char **argv)
 			}
 			opts.has_uuid = true;
 			break;
-		case 'T': {
-			char *end;
-			errno = 0;
-			long long v = strtoll(optarg, &end, 10);
-			if (errno || !*optarg || *end) {
-				fprintf(stderr, "erofs-layer convert: invalid --epoch '%s'\n", optarg);
+		case 'T':
+			if (parse_epoch("convert", optarg, &opts.epoch) < 0)
 				return EXIT_USAGE;
-			}
-			opts.epoch = v;
 			opts.has_epoch = true;
 			break;
-		}
 		case 'h':
 			printf("usage: erofs-layer convert [-o OUT] [--uuid UUID] [--epoch SECONDS] [INPUT|-]\n"
 			       "       erofs-layer convert [-o OUT] [--uuid UUID] [--epoch SECONDS] --dir DIR [--overlay-upper]\n");

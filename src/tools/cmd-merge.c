@@ -37,18 +37,11 @@ int cmd_merge(int argc, char **argv)
 		case 'F':
 			opts.flat = true;
 			break;
-		case 'T': {
-			char *end;
-			errno = 0;
-			long long v = strtoll(optarg, &end, 10);
-			if (errno || !*optarg || *end) {
-				fprintf(stderr, "erofs-layer merge: invalid --epoch '%s'\n", optarg);
+		case 'T':
+			if (parse_epoch("merge", optarg, &opts.epoch) < 0)
 				return EXIT_USAGE;
-			}
-			opts.epoch = v;
 			opts.has_epoch = true;
 			break;
-		}
 		case 'h':
 			printf("usage: erofs-layer merge -o FSMETA [--vmdk VMDK] [--flat] [--epoch SECONDS] LAYER...\n");
 			return 0;

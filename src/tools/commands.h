@@ -3,11 +3,17 @@
 #ifndef EL_TOOLS_COMMANDS_H
 #define EL_TOOLS_COMMANDS_H
 
+#include <stdint.h>
+
 int cmd_convert(int argc, char **argv);
 int cmd_ls(int argc, char **argv);
 int cmd_cat(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_merge(int argc, char **argv);
+
+/* --epoch SECONDS: a signed decimal; prints the error for `cmd` and returns
+ * -EINVAL when it is not one. */
+int parse_epoch(const char *cmd, const char *arg, int64_t *ret);
 
 /* Exit statuses shared by the subcommands. */
 #define EXIT_USAGE 2

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* erofs-layer: the library on the command line. */
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "commands.h"
@@ -16,6 +18,20 @@ static const struct {
 	{ "check", cmd_check, "check IMAGE" },
 	{ "merge", cmd_merge, "merge -o FSMETA [--vmdk VMDK] [--flat] [--epoch SECONDS] LAYER..." },
 };
+
+int parse_epoch(const char *cmd, const char *arg, int64_t *ret)
+{
+	char *end;
+
+	errno = 0;
+	long long v = strtoll(arg, &end, 10);
+	if (errno || !*arg || *end) {
+		fprintf(stderr, "erofs-layer %s: invalid --epoch '%s'\n", cmd, arg);
+		return -EINVAL;
+	}
+	*ret = v;
+	return 0;
+}
 
 static void usage(FILE *f)
 {
