@@ -114,6 +114,9 @@ struct rpc_server {
 	bool dispatcher_running;
 	bool started;	/* grpc_server_start() was called */
 	bool stopped;	/* rpc_server_shutdown() finished */
+	bool published;	/* our socket sits at path: remove it at the end */
+	dev_t sock_dev;
+	ino_t sock_ino;
 
 	pthread_mutex_t lock; /* the fields below */
 	pthread_cond_t cond;
@@ -739,7 +742,8 @@ int rpc_server_new(const char *path, unsigned nworkers, struct rpc_server **ret)
 
 	if (!path || !*path)
 		return -EINVAL;
-	if (strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+	/* Room for the temporary name start binds under (".PID~"). */
+	if (strlen(path) + 12 >= sizeof(((struct sockaddr_un *)0)->sun_path))
 		return -ENAMETOOLONG;
 	r = socket_check(path);
 	if (r < 0)
@@ -805,8 +809,9 @@ void rpc_server_set_logger(struct rpc_server *srv, rpc_log_fn fn, void *userdata
 
 int rpc_server_start(struct rpc_server *srv)
 {
-	_cleanup_free_ char *addr = NULL;
+	_cleanup_free_ char *addr = NULL, *tmp = NULL;
 	grpc_server_credentials *creds;
+	struct stat st;
 	int port, r;
 
 	if (srv->started || srv->stopped || srv->dispatcher_running)
@@ -834,13 +839,31 @@ int rpc_server_start(struct rpc_server *srv)
 	r = socket_check(srv->path);
 	if (r < 0)
 		return r;
-	if (asprintf(&addr, "unix:%s", srv->path) < 0)
+
+	/* gRPC binds and listens in add_port with the umask's mode. Bind under
+	 * a name of our own beside the path, set the mode, then rename: the
+	 * socket appears at the path already 0660 (containerd runs as root;
+	 * group access lets a deployment hand the socket to a group without
+	 * making it world-writable). */
+	if (asprintf(&tmp, "%s.%d~", srv->path, (int)getpid()) < 0)
+		return -ENOMEM;
+	if (strlen(tmp) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+		return -ENAMETOOLONG;
+	if (asprintf(&addr, "unix:%s", tmp) < 0)
 		return -ENOMEM;
 	creds = grpc_insecure_server_credentials_create();
 	port = grpc_server_add_http2_port(srv->server, addr, creds);
 	grpc_server_credentials_release(creds);
 	if (port <= 0)
 		return -EADDRNOTAVAIL; /* gRPC logs the reason, errno is lost */
+	if (chmod(tmp, 0660) < 0 || lstat(tmp, &st) < 0 || rename(tmp, srv->path) < 0) {
+		r = -errno;
+		(void)unlink(tmp);
+		return r;
+	}
+	srv->published = true;
+	srv->sock_dev = st.st_dev;
+	srv->sock_ino = st.st_ino;
 
 	/* From here on the server must be shut down to be destroyed. */
 	grpc_server_start(srv->server);
@@ -849,13 +872,6 @@ int rpc_server_start(struct rpc_server *srv)
 	srv->accepting = true;
 	pthread_mutex_unlock(&srv->lock);
 	arm_requests(srv);
-
-	/* containerd runs as root; group access lets a deployment hand the
-	 * socket to a group without making it world-writable. The socket is
-	 * bound with the umask's mode until here: put it in a 0700 directory
-	 * where that window matters. */
-	if (chmod(srv->path, 0660) < 0)
-		return -errno;
 	return 0;
 }
 
@@ -932,11 +948,25 @@ int rpc_server_shutdown(struct rpc_server *srv, unsigned grace_ms)
 	return 0;
 }
 
+/* gRPC removes the socket under the name it bound; ours was renamed, so
+ * remove it here, unless another daemon's socket replaced it meanwhile. */
+static void unpublish(struct rpc_server *srv)
+{
+	struct stat st;
+
+	if (!srv->published)
+		return;
+	srv->published = false;
+	if (lstat(srv->path, &st) == 0 && st.st_dev == srv->sock_dev && st.st_ino == srv->sock_ino)
+		(void)unlink(srv->path);
+}
+
 void rpc_server_free(struct rpc_server *srv)
 {
 	if (!srv)
 		return;
 	rpc_server_shutdown(srv, RPC_SHUTDOWN_GRACE_MS);
+	unpublish(srv);
 	for (size_t i = 0; i < srv->n_methods; i++)
 		free(srv->methods[i].path);
 	free(srv->methods);
