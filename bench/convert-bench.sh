@@ -123,55 +123,9 @@ mkfs_pkgs=(erofs-utils libc6 liblz4-1 liblzma5 zlib1g libdeflate0 libzstd1 libxx
 	libselinux1 libuuid1 libpcre2-8-0)
 
 fetch_mkfs() {
-	local apt=$work/apt
-	local uri
-	# The mirror the system already uses; the system's sources are never touched.
-	uri=$(awk '/^URIs:/ && $2 ~ /\/debian\/?$/ { print $2; exit }' \
-		/etc/apt/sources.list.d/*.sources 2>/dev/null || true)
-	if [ -z "$uri" ]; then
-		uri=$(awk '$1 == "deb" && $2 ~ /\/debian\/?$/ { print $2; exit }' \
-			/etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null || true)
-	fi
-	[ -n "$uri" ] || die "no Debian mirror found in /etc/apt/sources.list.d"
-	log "fetching erofs-utils from trixie at $uri"
-	mkdir -p "$apt/etc/sources.list.d" "$apt/etc/preferences.d" "$apt/state/lists/partial" \
-		"$apt/cache/archives/partial" "$apt/debs"
-	cat > "$apt/etc/sources.list.d/trixie.sources" <<EOF
-Types: deb
-URIs: $uri
-Suites: trixie
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-EOF
-	: > "$apt/state/status"
-	local opts=(
-		-o "Dir::Etc::SourceList=/dev/null"
-		-o "Dir::Etc::SourceParts=$apt/etc/sources.list.d"
-		-o "Dir::Etc::Preferences=/dev/null"
-		-o "Dir::Etc::PreferencesParts=$apt/etc/preferences.d"
-		-o "Dir::State=$apt/state"
-		-o "Dir::State::Lists=$apt/state/lists"
-		-o "Dir::State::status=$apt/state/status"
-		-o "Dir::Cache=$apt/cache"
-		-o "APT::Architecture=amd64"
-		-o "APT::Architectures::=amd64"
-		-o "APT::Sandbox::User=root"
-		-o "Acquire::Languages=none"
-	)
-	apt-get "${opts[@]}" -q update >"$work/logs/apt-update.log" 2>&1 ||
-		die "apt-get update failed, see $work/logs/apt-update.log"
-	rm -f "$apt/debs"/*.deb
-	(cd "$apt/debs" && apt-get "${opts[@]}" -q download "${mkfs_pkgs[@]}") \
-		>"$work/logs/apt-download.log" 2>&1 ||
-		die "apt-get download failed, see $work/logs/apt-download.log"
-	rm -rf "$mkfs_dir.tmp"
-	mkdir -p "$mkfs_dir.tmp"
-	for deb in "$apt/debs"/*.deb; do
-		dpkg -x "$deb" "$mkfs_dir.tmp"
-	done
-	rm -rf "$mkfs_dir"
-	mv "$mkfs_dir.tmp" "$mkfs_dir"
-	ls "$apt/debs" > "$mkfs_dir/PACKAGES"
+	log "fetching erofs-utils from trixie"
+	"$here/../scripts/fetch-debs.sh" trixie "$mkfs_dir" "${mkfs_pkgs[@]}" ||
+		die "cannot fetch erofs-utils from trixie"
 }
 
 mkfs_cmd=()
