@@ -43,8 +43,15 @@ int el_convert_input(struct el_input *in, int out_fd, const struct el_convert_op
 
 	while ((r = el_tar_next(tar, &e, err)) > 0) {
 		struct el_inode *ino;
+		struct el_entry bounded;
 		if (cancelled(opts))
 			return el_error_set(err, -ECANCELED, NULL, EL_NO_OFFSET, "cancelled");
+		if (opts && opts->clamp_pre_epoch && e->mtime < 0) {
+			bounded = *e;
+			bounded.mtime = 0;
+			bounded.mtime_nsec = 0;
+			e = &bounded;
+		}
 		r = el_tree_add(tree, e, &ino, err);
 		if (r < 0)
 			return r;

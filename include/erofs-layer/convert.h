@@ -16,6 +16,10 @@ struct el_convert_opts {
 	uint8_t uuid[16];
 	bool has_epoch;
 	int64_t epoch;
+	/* mtimes before 1970 become 0, as containerd's own unpacking makes
+	 * them (its archive code bounds times to the Unix epoch), so that a
+	 * layer looks the same whichever differ unpacked it */
+	bool clamp_pre_epoch;
 	el_warn_fn warn;
 	void *warn_ud;
 	atomic_bool *cancel; /* checked between entries and data pieces */

@@ -16,6 +16,7 @@
 
 #include "log.h"
 #include "rpc/rpc.h"
+#include "service-diff.h"
 #include "service-snapshots.h"
 #include "snapshotter.h"
 
@@ -194,13 +195,27 @@ int main(int argc, char **argv)
 		rpc_server_free(srv);
 		return 1;
 	}
+	/* containerd's Content service, for the differ; it connects lazily,
+	 * so containerd may start after us */
+	struct rpc_client *content = NULL;
+	r = rpc_client_new(o.containerd_address, &content);
+	if (r < 0) {
+		log_error("cannot make a client for %s: %s", o.containerd_address, strerror(-r));
+		rpc_server_free(srv);
+		sn_close(sn);
+		return 1;
+	}
 	rpc_server_set_logger(srv, rpc_log, NULL);
 	r = service_snapshots_register(srv, sn);
+	if (r == 0)
+		r = service_diff_register(srv, content, o.containerd_namespace);
 	if (r == 0)
 		r = rpc_server_start(srv);
 	if (r < 0) {
 		log_error("cannot start serving on %s: %s", o.address, strerror(-r));
 		rpc_server_free(srv);
+		rpc_client_free(content);
+		service_diff_done();
 		sn_close(sn);
 		return 1;
 	}
@@ -211,6 +226,8 @@ int main(int argc, char **argv)
 	log_msg(LOG_INFO, "shutting down", "signal", strsignal(sig), (const char *)NULL);
 	rpc_server_shutdown(srv, RPC_SHUTDOWN_GRACE_MS);
 	rpc_server_free(srv);
+	rpc_client_free(content);
+	service_diff_done();
 	sn_close(sn);
 	log_info("stopped");
 	return 0;

@@ -30,6 +30,9 @@
 #   LAB_DAEMON_ARGS         extra daemon flags (also: lab_start DIR FLAGS...)
 #   LAB_CONTAINERD_LOG_LEVEL  containerd's log level (default info; debug shows each
 #                           garbage collection and its duration)
+#   LAB_DIFFER=1            also register the daemon as containerd's proxy differ
+#                           spin-erofs-diff, first in the diff service's list and in
+#                           the transfer service's unpack_config (containerd 1.7.4+)
 #
 # Every function returns non-zero (with a message on stderr) on failure.
 
@@ -155,6 +158,23 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.a
     type = "snapshot"
     address = "$LAB_DIR/sn.sock"
 EOF
+	# containerd 1.7.4+ only (a proxy differ makes 1.6 panic, DESIGN §4)
+	if [ "${LAB_DIFFER:-0}" = 1 ]; then
+		cat >>"$LAB_DIR/config.toml" <<EOF
+  [proxy_plugins.spin-erofs-diff]
+    type = "diff"
+    address = "$LAB_DIR/sn.sock"
+
+[plugins]
+  [plugins."io.containerd.service.v1.diff-service"]
+    default = ["spin-erofs-diff", "walking"]
+  [plugins."io.containerd.transfer.v1.local"]
+    [[plugins."io.containerd.transfer.v1.local".unpack_config]]
+      platform = "linux/amd64"
+      snapshotter = "spin-erofs"
+      differ = "spin-erofs-diff"
+EOF
+	fi
 }
 
 # lab_start_daemon [FLAGS...]: start the daemon in LAB_DIR and wait for its socket
@@ -179,7 +199,7 @@ lab_start_daemon() {
 	fi
 	# shellcheck disable=SC2086
 	_lab_spawn sn "$SPIN_EROFS_SNAPSHOTTER" --root "$LAB_DIR/sn" --address "$LAB_DIR/sn.sock" \
-		--log-level debug "${extra[@]}" ${LAB_DAEMON_ARGS:-} || return 1
+		--containerd-address "$LAB_DIR/containerd.sock" --log-level debug "${extra[@]}" ${LAB_DAEMON_ARGS:-} || return 1
 	_lab_wait_answer sn "$LAB_TIMEOUT" _lab_sock_answers "$LAB_DIR/sn.sock"
 }
 

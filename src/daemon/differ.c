@@ -1,0 +1,324 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Apply: a layer blob → <snapshot>/layer.erofs, verified, atomically. */
+#include "differ.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "erofs-layer/convert.h"
+#include "erofs-layer/image.h"
+#include "layout.h"
+#include "shared/io.h"
+#include "shared/macro.h"
+#include "shared/sha256.h"
+
+static bool has_prefix(const char *s, const char *p)
+{
+	return strncmp(s, p, strlen(p)) == 0;
+}
+
+enum df_media differ_media(const char *mt)
+{
+	/* The compression named by a tar media type is not trusted: the input
+	 * is recognised by its magic, as containerd's own differ does (Docker
+	 * has pushed plain tars under .tar.gzip names). */
+	static const char *const tar_bases[] = {
+		"application/vnd.oci.image.layer.v1.tar",
+		"application/vnd.oci.image.layer.nondistributable.v1.tar",
+		"application/vnd.docker.image.rootfs.diff.tar",
+		"application/vnd.docker.image.rootfs.foreign.diff.tar",
+	};
+	static const char *const tar_suffixes[] = { "", "+gzip", "+zstd", ".gzip", ".zstd" };
+
+	if (!mt)
+		return DF_MEDIA_UNKNOWN;
+	for (size_t i = 0; i < EL_ARRAY_SIZE(tar_bases); i++) {
+		size_t n = strlen(tar_bases[i]);
+		if (strncmp(mt, tar_bases[i], n) != 0)
+			continue;
+		for (size_t j = 0; j < EL_ARRAY_SIZE(tar_suffixes); j++)
+			if (!strcmp(mt + n, tar_suffixes[j]))
+				return DF_MEDIA_TAR;
+	}
+	if (!strcmp(mt, DIFFER_MEDIA_EROFS) || has_prefix(mt, DIFFER_MEDIA_EROFS "+"))
+		return DF_MEDIA_EROFS;
+	return DF_MEDIA_UNKNOWN;
+}
+
+/* ---- which snapshot ---------------------------------------------------- */
+
+static const char *option_value(const struct df_mount *m, const char *key)
+{
+	size_t n = strlen(key);
+	for (size_t i = 0; i < m->n_options; i++)
+		if (!strncmp(m->options[i], key, n) && m->options[i][n] == '=')
+			return m->options[i] + n + 1;
+	return NULL;
+}
+
+int differ_target(const struct df_mount *mounts, size_t n, char **ret_dir,
+		  struct el_error *err)
+{
+	_cleanup_free_ char *dir = NULL;
+	const char *upper;
+	char *slash;
+	struct stat st;
+
+	if (n != 1 || !mounts[0].type || strcmp(mounts[0].type, "overlay") != 0 ||
+	    !(upper = option_value(&mounts[0], "upperdir")))
+		return el_error_set(err, -EOPNOTSUPP, "mounts", EL_NO_OFFSET,
+				    "not an extract snapshot of ours (%zu mounts, the first of type %s)",
+				    n, n && mounts[0].type ? mounts[0].type : "none");
+	dir = strdup(upper);
+	if (!dir)
+		return el_error_set(err, -ENOMEM, "mounts", EL_NO_OFFSET, "out of memory");
+	slash = strrchr(dir, '/');
+	if (!slash || slash == dir || strcmp(slash, "/fs") != 0)
+		return el_error_set(err, -EOPNOTSUPP, "mounts", EL_NO_OFFSET,
+				    "upperdir %s is not a snapshot's fs directory", upper);
+	*slash = 0;
+	_cleanup_free_ char *marker = NULL;
+	if (asprintf(&marker, "%s/" LAYOUT_MARKER, dir) < 0)
+		return el_error_set(err, -ENOMEM, "mounts", EL_NO_OFFSET, "out of memory");
+	if (lstat(marker, &st) < 0 || !S_ISREG(st.st_mode))
+		return el_error_set(err, -EOPNOTSUPP, "mounts", EL_NO_OFFSET,
+				    "%s has no %s marker: not a snapshot of ours", dir,
+				    LAYOUT_MARKER);
+	*ret_dir = EL_TAKE_PTR(dir);
+	return 0;
+}
+
+/* ---- the blob, hashed and counted on its way in ------------------------- */
+
+struct blob_reader {
+	const struct df_blob *blob;
+	atomic_bool *cancel;
+	struct el_sha256 *sha;
+	uint64_t n;
+	int code;
+	struct el_error err;
+};
+
+static long blob_read(void *ud, void *buf, size_t len)
+{
+	struct blob_reader *br = ud;
+	long got;
+
+	if (br->code)
+		return br->code;
+	if (br->cancel && atomic_load(br->cancel)) {
+		br->code = el_error_set(&br->err, -ECANCELED, "blob", br->n, "cancelled");
+		return br->code;
+	}
+	got = br->blob->read(br->blob->read_ud, buf, len);
+	if (got < 0) {
+		br->code = (int)got;
+		el_error_set(&br->err, (int)got, "blob", br->n, "cannot read the blob: %s",
+			     strerror((int)-got));
+		return got;
+	}
+	el_sha256_update(br->sha, buf, (size_t)got);
+	br->n += (uint64_t)got;
+	if (br->n > (uint64_t)br->blob->size) {
+		br->code = el_error_set(&br->err, -EINVAL, "blob", (uint64_t)br->blob->size,
+					"blob %s is longer than its descriptor's size %lld",
+					br->blob->digest, (long long)br->blob->size);
+		return br->code;
+	}
+	return got;
+}
+
+/* Reads what the consumer left (the end of a gzip member, padding), then
+ * compares size and digest with the descriptor. */
+static int blob_verify(struct blob_reader *br, struct el_error *err)
+{
+	uint8_t buf[64 * 1024], md[32];
+	char hex[65];
+	long got;
+
+	while ((got = blob_read(br, buf, sizeof(buf))) > 0)
+		;
+	if (got < 0) {
+		*err = br->err;
+		return br->code;
+	}
+	if (br->n != (uint64_t)br->blob->size)
+		return el_error_set(err, -EINVAL, "blob", br->n,
+				    "blob %s ended after %llu bytes, its descriptor says %lld",
+				    br->blob->digest, (unsigned long long)br->n,
+				    (long long)br->blob->size);
+	el_sha256_final(br->sha, md);
+	el_hex(md, 32, hex);
+	if (strcmp(br->blob->digest + strlen("sha256:"), hex) != 0)
+		return el_error_set(err, -EINVAL, "blob", EL_NO_OFFSET,
+				    "blob digest mismatch: the descriptor says %s, the content is sha256:%s",
+				    br->blob->digest, hex);
+	return 0;
+}
+
+static bool valid_sha256(const char *d)
+{
+	if (!d || !has_prefix(d, "sha256:") || strlen(d) != 7 + 64)
+		return false;
+	for (const char *p = d + 7; *p; p++)
+		if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+			return false;
+	return true;
+}
+
+/* ---- apply -------------------------------------------------------------- */
+
+/* The reader's own failure (containerd's words, a size overrun) says more
+ * than the parser's; a blob whose digest is wrong says more than the bytes
+ * it made the parser choke on. */
+static int tar_failure(struct blob_reader *br, int r, struct el_error *err)
+{
+	struct el_error verr;
+
+	if (br->code && br->code != -ECANCELED) {
+		*err = br->err;
+		return br->code;
+	}
+	if (r == -ECANCELED || br->code)
+		return r;
+	el_error_clear(&verr);
+	if (blob_verify(br, &verr) < 0 && verr.code == -EINVAL) {
+		/* the mismatch first; the parser's complaint after it, as fits */
+		size_t n = strlen(verr.msg);
+		if (n + 40 < sizeof(verr.msg))
+			snprintf(verr.msg + n, sizeof(verr.msg) - n, " (the layer did not parse either: %.*s)",
+				 (int)(sizeof(verr.msg) - n - 40), err->msg);
+		*err = verr;
+		return verr.code;
+	}
+	return r;
+}
+
+static int apply_tar(struct blob_reader *br, int out_fd, atomic_bool *cancel,
+		     bool clamp_times, struct df_applied *ret, struct el_error *err)
+{
+	struct el_convert_opts opts = { .cancel = cancel, .clamp_pre_epoch = clamp_times };
+	struct el_convert_result res;
+	struct el_input *in = NULL;
+	int r;
+
+	r = el_input_new_reader(blob_read, br, &in, err);
+	if (r < 0)
+		return tar_failure(br, r, err);
+	r = el_convert_input(in, out_fd, &opts, &res, err);
+	el_input_free(in); /* joins the producer: br is ours again */
+	if (r < 0)
+		return tar_failure(br, r, err);
+	r = blob_verify(br, err);
+	if (r < 0)
+		return r;
+	ret->media_type = DIFFER_MEDIA_TAR;
+	memcpy(ret->digest, "sha256:", 7);
+	el_hex(res.diffid, 32, ret->digest + 7);
+	ret->size = res.tar_bytes;
+	ret->entries = res.entries;
+	ret->image_bytes = res.image.image_bytes;
+	return 0;
+}
+
+static int apply_erofs(struct blob_reader *br, int out_fd, struct df_applied *ret,
+		       struct el_error *err)
+{
+	_cleanup_free_ uint8_t *buf = malloc(1 << 20);
+	struct el_check_stats stats;
+	struct el_image *img = NULL;
+	uint64_t off = 0;
+	long got;
+	int r;
+
+	if (!buf)
+		return el_error_set(err, -ENOMEM, NULL, EL_NO_OFFSET, "out of memory");
+	while ((got = blob_read(br, buf, 1 << 20)) > 0) {
+		r = el_pwrite_full(out_fd, buf, (size_t)got, off);
+		if (r < 0)
+			return el_error_set(err, r, NULL, EL_NO_OFFSET, "cannot write layer.erofs: %s",
+					    strerror(-r));
+		off += (uint64_t)got;
+	}
+	if (got < 0) {
+		*err = br->err;
+		return br->code;
+	}
+	r = blob_verify(br, err);
+	if (r < 0)
+		return r;
+	/* the descriptor vouches for the bytes, not for their sense */
+	r = el_image_open_fd(out_fd, &img, err);
+	if (r == 0) {
+		r = el_image_check(img, &stats, err);
+		el_image_close(img);
+	}
+	if (r == -EFSCORRUPTED) /* a bad blob, not our failure */
+		err->code = r = -EINVAL;
+	if (r < 0)
+		return r;
+	ret->media_type = br->blob->media_type;
+	snprintf(ret->digest, sizeof(ret->digest), "%s", br->blob->digest);
+	ret->size = off;
+	ret->entries = stats.inodes;
+	ret->image_bytes = off;
+	return 0;
+}
+
+int differ_apply(const char *dir, const struct df_blob *blob, atomic_bool *cancel,
+		 struct df_applied *ret, struct el_error *err)
+{
+	_cleanup_free_ char *path = NULL;
+	struct blob_reader br = { .blob = blob, .cancel = cancel };
+	enum df_media media = differ_media(blob->media_type);
+	struct el_outfile of;
+	int r;
+
+	if (media == DF_MEDIA_UNKNOWN)
+		return el_error_set(err, -EOPNOTSUPP, "descriptor", EL_NO_OFFSET,
+				    "unsupported layer media type %s",
+				    blob->media_type ? blob->media_type : "(none)");
+	if (!valid_sha256(blob->digest))
+		return el_error_set(err, -EINVAL, "descriptor", EL_NO_OFFSET,
+				    "unsupported digest '%s' (sha256:<64 lowercase hex> expected)",
+				    blob->digest ? blob->digest : "");
+	if (blob->size < 0)
+		return el_error_set(err, -EINVAL, "descriptor", EL_NO_OFFSET,
+				    "negative blob size %lld", (long long)blob->size);
+	if (asprintf(&path, "%s/" LAYOUT_LAYER, dir) < 0)
+		return el_error_set(err, -ENOMEM, NULL, EL_NO_OFFSET, "out of memory");
+	if (access(path, F_OK) == 0)
+		return el_error_set(err, -EEXIST, NULL, EL_NO_OFFSET, "%s exists already", path);
+
+	br.sha = el_sha256_new();
+	el_error_clear(&br.err);
+	if (!br.sha)
+		return el_error_set(err, -ENOMEM, NULL, EL_NO_OFFSET, "out of memory");
+	r = el_outfile_open(&of, path, 0644);
+	if (r < 0) {
+		el_sha256_free(br.sha);
+		return el_error_set(err, r, NULL, EL_NO_OFFSET, "cannot create %s: %s", path,
+				    strerror(-r));
+	}
+	if (media == DF_MEDIA_TAR)
+		r = apply_tar(&br, of.fd, cancel, true, ret, err);
+	else
+		r = apply_erofs(&br, of.fd, ret, err);
+	if (r == 0 && cancel && atomic_load(cancel))
+		r = el_error_set(err, -ECANCELED, NULL, EL_NO_OFFSET, "cancelled");
+	if (r == 0) {
+		r = el_outfile_publish(&of);
+		if (r < 0)
+			el_error_set(err, r, NULL, EL_NO_OFFSET, "cannot publish %s: %s", path,
+				     strerror(-r));
+	}
+	el_outfile_discard(&of);
+	el_sha256_free(br.sha);
+	return r;
+}

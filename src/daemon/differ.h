@@ -1,0 +1,77 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The differ, free of any transport (service-diff.c does the gRPC): Apply
+ * turns a layer blob into the layer.erofs of one of our extract snapshots;
+ * Compare turns an active snapshot's writable layer into a layer tar. Blobs
+ * come and go through callbacks, so that the same code serves containerd's
+ * Content service and the tests.
+ *
+ * Errors are negative errno values plus a message in err: -EOPNOTSUPP
+ * (unimplemented: the mounts are not ours or the media type is unknown, so
+ * containerd may fall back to another differ), -EINVAL (a bad descriptor or
+ * a blob that does not match it), -EEXIST (the layer exists already),
+ * -ECANCELED, anything else internal.
+ */
+#ifndef SES_DIFFER_H
+#define SES_DIFFER_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "erofs-layer/error.h"
+#include "erofs-layer/input.h"
+
+#define DIFFER_MEDIA_TAR "application/vnd.oci.image.layer.v1.tar"
+#define DIFFER_MEDIA_EROFS "application/vnd.erofs.layer.v1"
+
+struct df_mount {
+	const char *type;
+	const char *source;
+	const char *const *options;
+	size_t n_options;
+};
+
+enum df_media {
+	DF_MEDIA_UNKNOWN,
+	DF_MEDIA_TAR,	/* tar, tar+gzip, tar+zstd: OCI and Docker names */
+	DF_MEDIA_EROFS, /* application/vnd.erofs.layer.v1[+...] */
+};
+
+enum df_media differ_media(const char *media_type);
+
+/*
+ * The snapshot directory the mounts belong to, when they are ours: the
+ * extract shape of DESIGN §5, an overlay whose upperdir is <dir>/fs where
+ * <dir> holds the .erofslayer marker. -EOPNOTSUPP otherwise.
+ */
+int differ_target(const struct df_mount *mounts, size_t n, char **ret_dir,
+		  struct el_error *err);
+
+struct df_blob {
+	const char *media_type;
+	const char *digest; /* "sha256:<64 hex>" */
+	int64_t size;
+	el_read_fn read;    /* the blob's bytes, in order; 0 at its end */
+	void *read_ud;
+};
+
+struct df_applied {
+	const char *media_type;	 /* of what was applied: DIFFER_MEDIA_TAR or the blob's */
+	char digest[72];	 /* the diffID: sha256 of the uncompressed stream */
+	uint64_t size;		 /* its size */
+	uint64_t entries;	 /* tar entries (0 for an EROFS blob) */
+	uint64_t image_bytes;	 /* layer.erofs */
+};
+
+/*
+ * Writes <dir>/layer.erofs from the blob, published atomically once the
+ * blob's size and digest matched the descriptor (and, for a native EROFS
+ * blob, the image passed the checker); on any error nothing is left. The
+ * whole blob is read, also what follows the end of the tar.
+ */
+int differ_apply(const char *dir, const struct df_blob *blob, atomic_bool *cancel,
+		 struct df_applied *ret, struct el_error *err);
+
+#endif

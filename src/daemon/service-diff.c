@@ -1,0 +1,264 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * containerd.services.diff.v1.Diff over gRPC: decode, read or write the blob
+ * through containerd's Content service, call the differ, encode. Mounts that
+ * are not ours, and media types we do not know, answer UNIMPLEMENTED so that
+ * containerd falls back to the next differ in its list (DESIGN §4).
+ */
+#include "service-diff.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "containerd-proto.h"
+#include "content.h"
+#include "differ.h"
+#include "log.h"
+#include "rpc/rpc.h"
+#include "shared/macro.h"
+
+typedef Containerd__Types__Descriptor PbDescriptor;
+
+struct diff_service {
+	struct rpc_client *content;
+	char *default_ns;
+};
+
+static int status_of(int r)
+{
+	switch (r) {
+	case -ENOENT:
+		return RPC_NOT_FOUND;
+	case -EEXIST:
+		return RPC_ALREADY_EXISTS;
+	case -EINVAL:
+	case -EBADMSG:
+	case -EFBIG:
+		return RPC_INVALID_ARGUMENT;
+	case -EOPNOTSUPP:
+		return RPC_UNIMPLEMENTED;
+	case -ECANCELED:
+		return RPC_CANCELLED;
+	case -ECONNREFUSED:
+		return RPC_UNAVAILABLE;
+	default:
+		return RPC_INTERNAL;
+	}
+}
+
+static void reply_error(struct rpc_call *call, int r, const struct el_error *err)
+{
+	char buf[1024];
+	rpc_call_error(call, status_of(r), "%s",
+		       err->code ? el_error_format(err, buf, sizeof(buf)) : strerror(-r));
+}
+
+static const char *namespace_of(struct rpc_call *call, const struct diff_service *svc)
+{
+	const char *ns = rpc_call_metadata(call, MD_NAMESPACE);
+	return ns && *ns ? ns : svc->default_ns;
+}
+
+/* ---- Apply -------------------------------------------------------------- */
+
+/*
+ * The caller going away (containerd cancelled, the deadline passed, the
+ * connection broke) stops the work: a small thread turns the call's state
+ * into the flag that the converter polls between entries and data pieces and
+ * that differ_apply checks before it publishes.
+ */
+struct cancel_watch {
+	struct rpc_call *call;
+	atomic_bool flag;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool stop;
+	pthread_t thread;
+	bool running;
+};
+
+static void *watch_main(void *ud)
+{
+	struct cancel_watch *w = ud;
+	struct timespec t;
+
+	pthread_mutex_lock(&w->lock);
+	while (!w->stop) {
+		if (rpc_call_cancelled(w->call)) {
+			atomic_store(&w->flag, true);
+			break;
+		}
+		clock_gettime(CLOCK_REALTIME, &t);
+		t.tv_nsec += 50 * 1000 * 1000;
+		if (t.tv_nsec >= 1000000000) {
+			t.tv_sec++;
+			t.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&w->cond, &w->lock, &t);
+	}
+	pthread_mutex_unlock(&w->lock);
+	return NULL;
+}
+
+static void watch_start(struct cancel_watch *w, struct rpc_call *call)
+{
+	w->call = call;
+	atomic_init(&w->flag, false);
+	pthread_mutex_init(&w->lock, NULL);
+	pthread_cond_init(&w->cond, NULL);
+	w->stop = false;
+	w->running = pthread_create(&w->thread, NULL, watch_main, w) == 0;
+}
+
+static void watch_stop(struct cancel_watch *w)
+{
+	pthread_mutex_lock(&w->lock);
+	w->stop = true;
+	pthread_cond_signal(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+	if (w->running)
+		pthread_join(w->thread, NULL);
+	pthread_mutex_destroy(&w->lock);
+	pthread_cond_destroy(&w->cond);
+}
+
+static long read_content(void *ud, void *buf, size_t len)
+{
+	return content_reader_read(ud, buf, len);
+}
+
+static void h_apply(struct rpc_call *call, ProtobufCMessage *msg, void *ud)
+{
+	Containerd__Services__Diff__V1__ApplyRequest *req = (void *)msg;
+	struct diff_service *svc = ud;
+	_cleanup_free_ struct df_mount *mounts = NULL;
+	_cleanup_free_ char *dir = NULL;
+	struct content_reader *reader = NULL;
+	struct cancel_watch watch;
+	struct df_applied applied = { 0 };
+	struct el_error err;
+	struct timespec t0, t1;
+	int r;
+
+	el_error_clear(&err);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	mounts = calloc(req->n_mounts ? req->n_mounts : 1, sizeof(*mounts));
+	if (!mounts) {
+		rpc_call_error(call, RPC_INTERNAL, "out of memory");
+		return;
+	}
+	for (size_t i = 0; i < req->n_mounts; i++)
+		mounts[i] = (struct df_mount){
+			.type = req->mounts[i]->type,
+			.source = req->mounts[i]->source,
+			.options = (const char *const *)req->mounts[i]->options,
+			.n_options = req->mounts[i]->n_options,
+		};
+	r = differ_target(mounts, req->n_mounts, &dir, &err);
+	if (r < 0) {
+		log_debug("apply: %s: leaving it to the next differ", err.msg);
+		reply_error(call, r, &err);
+		return;
+	}
+	if (!req->diff) {
+		rpc_call_error(call, RPC_INVALID_ARGUMENT, "apply: no descriptor");
+		return;
+	}
+	struct df_blob blob = {
+		.media_type = req->diff->media_type,
+		.digest = req->diff->digest,
+		.size = req->diff->size,
+		.read = read_content,
+	};
+	if (differ_media(blob.media_type) == DF_MEDIA_UNKNOWN) {
+		rpc_call_error(call, RPC_UNIMPLEMENTED, "apply: unsupported layer media type %s",
+			       blob.media_type ? blob.media_type : "(none)");
+		return;
+	}
+
+	watch_start(&watch, call);
+	struct content_ctx ctx = {
+		.client = svc->content,
+		.ns = namespace_of(call, svc),
+		.cancel = &watch.flag,
+	};
+	r = content_reader_open(&ctx, blob.digest, &reader, &err);
+	if (r == 0) {
+		blob.read_ud = reader;
+		r = differ_apply(dir, &blob, &watch.flag, &applied, &err);
+		if (r < 0 && r != -EINVAL && content_reader_error(reader, NULL) < 0) {
+			/* containerd's own words about why the read failed */
+			el_error_clear(&err);
+			r = content_reader_error(reader, &err);
+		}
+	}
+	content_reader_free(reader);
+	watch_stop(&watch);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	if (r < 0) {
+		log_msg(LOG_WARN, "apply failed", "dir", dir, "digest", blob.digest, "error",
+			err.msg, (const char *)NULL);
+		reply_error(call, r, &err);
+		return;
+	}
+
+	char ms[32], sz[32];
+	snprintf(ms, sizeof(ms), "%.1f", (double)(t1.tv_sec - t0.tv_sec) * 1e3 +
+						 (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
+	snprintf(sz, sizeof(sz), "%" PRIu64, applied.size);
+	log_msg(LOG_INFO, "applied", "dir", dir, "digest", blob.digest, "diffid", applied.digest,
+		"bytes", sz, "ms", ms, (const char *)NULL);
+
+	Containerd__Services__Diff__V1__ApplyResponse resp =
+		CONTAINERD__SERVICES__DIFF__V1__APPLY_RESPONSE__INIT;
+	PbDescriptor d = CONTAINERD__TYPES__DESCRIPTOR__INIT;
+	d.media_type = (char *)applied.media_type;
+	d.digest = applied.digest;
+	d.size = (int64_t)applied.size;
+	resp.applied = &d;
+	rpc_call_reply(call, &resp.base);
+}
+
+/* ---- Diff (Compare) ----------------------------------------------------- */
+
+static void h_diff(struct rpc_call *call, ProtobufCMessage *msg, void *ud)
+{
+	(void)msg;
+	(void)ud;
+	rpc_call_error(call, RPC_UNIMPLEMENTED,
+		       "diff: comparing snapshots is left to containerd's walking differ");
+}
+
+/* ---- registration ------------------------------------------------------- */
+
+static struct diff_service the_service;
+
+int service_diff_register(struct rpc_server *srv, struct rpc_client *content,
+			  const char *default_namespace)
+{
+	int r;
+
+	the_service.content = content;
+	the_service.default_ns = strdup(default_namespace);
+	if (!the_service.default_ns)
+		return -ENOMEM;
+	r = rpc_server_register(srv, DIFF_APPLY, RPC_UNARY,
+				&containerd__services__diff__v1__apply_request__descriptor, h_apply,
+				&the_service);
+	if (r == 0)
+		r = rpc_server_register(srv, DIFF_DIFF, RPC_UNARY,
+					&containerd__services__diff__v1__diff_request__descriptor,
+					h_diff, &the_service);
+	return r;
+}
+
+void service_diff_done(void)
+{
+	free(the_service.default_ns);
+	the_service.default_ns = NULL;
+}

@@ -1,0 +1,525 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
+"""Differ tests: spin-erofs-snapshotter as containerd 1.7's proxy differ.
+
+    run-differ.py --daemon PATH --erofs-layer PATH --diff-probe PATH --workdir DIR
+                  [--only GLOB]... [--keep] [-v] [--list]
+
+containerd 1.7.24 is Debian 13's package, fetched and unpacked by
+scripts/fetch-debs.sh (DESIGN §4; cached in /var/tmp/spin-debs, or
+$SPIN_DEBS). The lab (tests/integration/lab.sh with LAB_DIFFER=1) registers
+our socket as the proxy snapshotter `spin-erofs` and the proxy differ
+`spin-erofs-diff`, first in the diff service's list and in the transfer
+service's unpack_config.
+
+Cases: imports through our Apply, client-side (--local) and through the
+transfer service, proven by the daemon's log (an `applied` line per layer,
+no conversion of fs/) and compared with containerd's overlayfs snapshotter
+(whose mounts our differ refuses with UNIMPLEMENTED, so containerd's walking
+differ unpacks them: the fallback); then Apply called directly by
+diff-probe with what containerd would never send: unknown media types,
+mounts that are not ours, a missing blob, a wrong size, a corrupt or
+truncated gzip, a tampered blob, native EROFS blobs good and bad, a client
+that goes away midway. Every failure must leave the snapshot's directory as
+it was.
+
+Output and exit status as run-integration.py's.
+"""
+
+import argparse
+import fnmatch
+import hashlib
+import importlib.util
+import io
+import json
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+import traceback
+import zlib
+
+sys.dont_write_bytecode = True
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
+_spec = importlib.util.spec_from_file_location("ri", os.path.join(HERE, "run-integration.py"))
+ri = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(ri)
+CaseFailed, CaseSkipped, check, fail, run, tail = (
+    ri.CaseFailed, ri.CaseSkipped, ri.check, ri.fail, ri.run, ri.tail)
+
+SN = ri.SN
+DIFFER = "spin-erofs-diff"
+MEDIA_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+MEDIA_TAR = "application/vnd.oci.image.layer.v1.tar"
+MEDIA_EROFS = "application/vnd.erofs.layer.v1"
+NS = "default"
+
+CASES = []
+
+
+def case(name):
+    def deco(fn):
+        CASES.append((name, fn))
+        return fn
+    return deco
+
+
+def containerd17():
+    """containerd 1.7 from Debian 13, unpacked (never installed)."""
+    dest = os.path.join(os.environ.get("SPIN_DEBS", "/var/tmp/spin-debs"), "containerd-trixie")
+    r = run([os.path.join(REPO, "scripts", "fetch-debs.sh"), "trixie", dest, "containerd"],
+            timeout=600, check=False)
+    check(r.rc == 0, "cannot fetch containerd 1.7 from Debian 13: %s" % tail(r.err))
+    bin_dir = os.path.join(dest, "usr", "bin")
+    return os.path.join(bin_dir, "containerd"), os.path.join(bin_dir, "ctr")
+
+
+# ---- helpers -----------------------------------------------------------------
+
+def applied_lines(log):
+    return re.findall(r'msg=applied dir=(\S+) digest=(\S+) diffid=(\S+)', log)
+
+
+def converted_lines(log):
+    return re.findall(r'msg="converted (\S+)/fs: ', log)
+
+
+def snapshot_dir_listing(d):
+    return sorted(os.listdir(d))
+
+
+def mounts_for_probe(mounts):
+    """containerd's mount list as diff-probe's lines."""
+    return "\n".join("%s\t%s\t%s" % (m["Type"], m["Source"], ",".join(m.get("Options") or []))
+                     for m in mounts)
+
+
+def probe_apply(env, media_type, digest, size, mounts, timeout_ms=None):
+    args = [env.diff_probe, "apply", env.lab.sn_sock, NS, media_type, digest, str(size),
+            mounts_for_probe(mounts)]
+    if timeout_ms is not None:
+        args.append(str(timeout_ms))
+    r = run(args, timeout=300)
+    try:
+        return json.loads(r.out)
+    except ValueError:
+        fail("diff-probe printed %s" % tail(r.out))
+
+
+def ingest(env, data, label):
+    """Puts a blob into containerd's content store (kept from its collector)."""
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    lab = env.lab
+    r = subprocess.run([env.ctr, "--address", lab.sock, "content", "ingest",
+                        "--expected-size", str(len(data)), "--expected-digest", digest,
+                        "probe-" + label], input=data, capture_output=True, timeout=120)
+    check(r.returncode == 0 or b"already exists" in r.stderr,
+          "ctr content ingest %s: %s" % (label, tail(r.stderr)))
+    lab.ctr("content", "label", digest, "containerd.io/gc.root=differ-test")
+    return digest, len(data)
+
+
+def blob_path(env, digest):
+    return os.path.join(env.lab.dir, "containerd", "root", "io.containerd.content.v1.content",
+                        "blobs", "sha256", digest.split(":")[1])
+
+
+def make_tar(entries):
+    """entries: (name, bytes) regular files; returns the tar bytes."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in entries:
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            ti.mtime = 1700000000
+            ti.mode = 0o644
+            tar.addfile(ti, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def gzip_bytes(data, level=6):
+    z = zlib.compressobj(level, zlib.DEFLATED, 31, 9)
+    return z.compress(data) + z.flush()
+
+
+def extract_snapshot(env, label):
+    """An extract snapshot made straight on our socket, as containerd's
+    unpacker would make it; returns (key, mounts, its directory)."""
+    key = "%s/%d/extract-%s" % (NS, 900 + env.uniq, label)
+    env.uniq += 1
+    m = ri.parse_mounts(env.lab.direct("prepare", "--mounts", key).out)
+    check(len(m) == 1 and m[0]["Type"] == "overlay", "extract mounts: %s" % m)
+    upper = [o for o in m[0]["Options"] if o.startswith("upperdir=")][0][len("upperdir="):]
+    return key, m, os.path.dirname(upper)
+
+
+def untouched(d, before):
+    """The snapshot directory holds what it held before (nothing half-made)."""
+    now = snapshot_dir_listing(d)
+    probs = []
+    if now != before:
+        probs.append("%s now holds %s (was %s)" % (d, now, before))
+    for sub in ("fs", "work"):
+        p = os.path.join(d, sub)
+        if os.path.isdir(p) and os.listdir(p):
+            probs.append("%s is not empty: %s" % (p, os.listdir(p)[:5]))
+    return probs
+
+
+# ---- cases -------------------------------------------------------------------
+
+@case("lab-start-1.7")
+def t_lab_start(env):
+    """containerd 1.7 with our snapshotter and differ: both plugins ok."""
+    env.lab_up()
+    v = env.lab.ctr("version").out
+    check("1.7." in v, "containerd is not 1.7: %s" % tail(v))
+    plugins = env.lab.ctr("plugins", "ls").out
+    for typ, name in (("io.containerd.snapshotter.v1", SN), ("io.containerd.differ.v1", DIFFER)):
+        rows = [l for l in plugins.splitlines() if typ in l and (" %s " % name) in l]
+        check(rows and rows[0].split()[-1] == "ok", "plugin %s %s: %s" % (typ, name, rows))
+
+
+def import_through_apply(env, image, local):
+    lab = env.lab
+    env.lab_up()
+    info = env.image(image)
+    off = lab.log_size()
+    args = ["images", "import", "--snapshotter", SN] + (["--local"] if local else []) + [info["path"]]
+    r = lab.ctr(*args, timeout=900, check=False)
+    check(r.rc == 0, "ctr %s exited %d: %s" % (" ".join(args[:5]), r.rc, tail(r.err or r.out)))
+    log = lab.log_since(off)
+    probs = []
+    ap = applied_lines(log)
+    if [d for _, _, d in ap] != info["diff_ids"]:
+        probs.append("applied diffIDs %s, the image's %s" % ([d[:19] for _, _, d in ap],
+                                                             [d[:19] for d in info["diff_ids"]]))
+    if [b for _, b, _ in ap] != [l["digest"] for l in info["layers"]]:
+        probs.append("applied blobs %s" % [b[:19] for _, b, _ in ap])
+    conv = converted_lines(log)
+    if conv:
+        probs.append("the walking differ's fallback was taken: %d fs/ conversions" % len(conv))
+    for l in log.splitlines():
+        if "level=error" in l or "level=warning" in l or "rpc failed" in l:
+            probs.append("log: " + l[:240])
+    for d, _, _ in ap:
+        p = os.path.join(d, "layer.erofs")
+        e = ri.erofs_check(env, p) if os.path.exists(p) else "%s missing" % p
+        if e:
+            probs.append(e)
+    rows = ri.ls_table(lab.sn("ls").out)
+    for c in info["chain_ids"]:
+        if rows.get(c, ("", ""))[1] != "Committed":
+            probs.append("chain %s is %s" % (c[:19], rows.get(c)))
+    probs += ri.snapshot_dir_problems(lab.root)
+    check(not probs, "%d problems" % len(probs), probs)
+    env.memo["import %s into %s" % (image, SN)] = (True, info)
+    return info
+
+
+def groundtruth(env, image, expectations=None):
+    """Our view of the whole chain equals overlayfs's (unpacked by the
+    walking differ after ours refused its mounts)."""
+    lab = env.lab
+    off = lab.log_size()
+    info = env.imported(image, "overlayfs")
+    log = lab.log_since(off)
+    refused = re.findall(r'msg="rpc failed" method=/containerd.services.diff.v1.Diff/Apply code=UNIMPLEMENTED', log)
+    probs = []
+    if len(refused) < len(info["layers"]):
+        probs.append("%d Apply calls refused with UNIMPLEMENTED for %d overlayfs layers"
+                     % (len(refused), len(info["layers"])))
+    if applied_lines(log):
+        probs.append("our differ applied a layer of the overlayfs snapshotter")
+    top = info["chain_ids"][-1]
+    om = ri.view(lab, lab.ov, env.name("gt-ov"), top)
+    sm = ri.view(lab, lab.sn, env.name("gt-sn"), top)
+    d, e, a = ri.compare_trees(env.host, om, sm, image)
+    probs += d
+    if expectations:
+        probs += expectations(e, "overlayfs") + expectations(a, "ours")
+    check(not probs, "%d problems" % len(probs), probs)
+
+
+@case("apply-local")
+def t_apply_local(env):
+    """ctr images import --local (client-side unpack, the diff service's
+    default list): every layer of the 4-layer image through our Apply, the
+    diffIDs accepted, the merged view equal to overlayfs's."""
+    import_through_apply(env, "multi", local=True)
+    groundtruth(env, "multi", ri.multi_expectations)
+
+
+@case("apply-transfer")
+def t_apply_transfer(env):
+    """The transfer service (ctr's default in 1.7) with unpack_config naming
+    our plugins: plain, zstd and Docker-named gzip layers through our Apply."""
+    import_through_apply(env, "mixed", local=False)
+
+    def mixed_expect(snap, label):
+        probs = []
+        if "etc/gone" in snap:
+            probs.append("[%s] etc/gone is not whited out" % label)
+        kids = sorted(p for p in snap if p.startswith("opt/tree/"))
+        if kids != ["opt/tree/only"]:
+            probs.append("[%s] opt/tree holds %s" % (label, kids[:5]))
+        z = snap.get("etc/zstd")
+        if not z or z["xattrs"].get("user.enc") != b"zstd" or z["size"] != 300000:
+            probs.append("[%s] etc/zstd: %s" % (label, z))
+        return probs
+    groundtruth(env, "mixed", mixed_expect)
+
+
+@case("apply-big")
+def t_apply_big(env):
+    """A layer over 100 MB through our Apply (transfer service)."""
+    t0 = time.time()
+    import_through_apply(env, "big", local=False)
+    if env.verbose:
+        print("  big: %.1f s" % (time.time() - t0))
+
+
+@case("apply-refusals")
+def t_apply_refusals(env):
+    """UNIMPLEMENTED for mounts that are not ours and for unknown media
+    types (so that containerd may fall back); nothing written."""
+    env.lab_up()
+    tar = make_tar([("hello", b"hi\n")])
+    digest, size = ingest(env, tar, "refusal")
+    key, m, d = extract_snapshot(env, "refusal")
+    before = snapshot_dir_listing(d)
+    probs = []
+    for label, mt, mounts in (
+            ("unknown media type", "application/vnd.example.layer.v1+foo", m),
+            ("a bind mount", MEDIA_TAR, [{"Type": "bind", "Source": d + "/fs", "Options": ["rbind"]}]),
+            ("overlay without marker", MEDIA_TAR,
+             [{"Type": "overlay", "Source": "overlay",
+               "Options": ["upperdir=%s/fs" % env.work, "workdir=%s/w" % env.work, "lowerdir=/"]}]),
+            ("no mounts", MEDIA_TAR, [])):
+        res = probe_apply(env, mt, digest, size, mounts)
+        if res["status"] != "UNIMPLEMENTED":
+            probs.append("%s: %s (%s), expected UNIMPLEMENTED" % (label, res["status"], res["message"]))
+        elif not res["message"]:
+            probs.append("%s: no message" % label)
+    probs += untouched(d, before)
+    env.lab.direct("rm", key)
+    check(not probs, "%d problems" % len(probs), probs)
+
+
+@case("apply-bad-blobs")
+def t_apply_bad(env):
+    """A missing blob, a wrong size, a corrupt and a truncated gzip, a blob
+    tampered with in containerd's store (digest mismatch), a bad native
+    EROFS blob: a clear error each, and the snapshot directory as it was.
+    Then the good blob applies, and again is AlreadyExists."""
+    env.lab_up()
+    rnd = random.Random(7)
+    payload = bytes(rnd.getrandbits(8) for _ in range(200000))
+    tar = make_tar([("a/file", payload), ("a/small", b"small\n")])
+    gz = gzip_bytes(tar)
+    good, good_size = ingest(env, gz, "good")
+    corrupt = bytearray(gz)
+    for i in range(len(corrupt) // 3, len(corrupt) // 3 + 64):
+        corrupt[i] ^= 0x5A
+    corrupt_d, corrupt_n = ingest(env, bytes(corrupt), "corrupt")
+    trunc_d, trunc_n = ingest(env, gz[:len(gz) // 2], "truncated")
+    tamper_src = gzip_bytes(make_tar([("t", b"tamper me" * 1000)]))
+    tamper_d, tamper_n = ingest(env, tamper_src, "tampered")
+    with open(blob_path(env, tamper_d), "r+b") as f:
+        f.seek(tamper_n // 2)
+        b = f.read(1)
+        f.seek(tamper_n // 2)
+        f.write(bytes([b[0] ^ 1]))
+    junk_d, junk_n = ingest(env, bytes(rnd.getrandbits(8) for _ in range(65536)), "junk-erofs")
+    missing = "sha256:" + "0" * 64
+
+    key, m, d = extract_snapshot(env, "bad")
+    before = snapshot_dir_listing(d)
+    probs = []
+    for label, mt, dg, n, want, words in (
+            ("missing blob", MEDIA_GZIP, missing, 10, "NOT_FOUND", "not found"),
+            ("size too small", MEDIA_GZIP, good, good_size - 1, "INVALID_ARGUMENT", "longer than"),
+            ("size too large", MEDIA_GZIP, good, good_size + 1, "INVALID_ARGUMENT", "ended after"),
+            ("bad digest syntax", MEDIA_GZIP, "md5:abc", 3, "INVALID_ARGUMENT", "digest"),
+            ("corrupt gzip", MEDIA_GZIP, corrupt_d, corrupt_n, None, "byte"),
+            ("truncated gzip", MEDIA_GZIP, trunc_d, trunc_n, None, "byte"),
+            ("tampered blob", MEDIA_GZIP, tamper_d, tamper_n, "INVALID_ARGUMENT", "digest mismatch"),
+            ("junk as EROFS", MEDIA_EROFS, junk_d, junk_n, "INVALID_ARGUMENT", "not an EROFS image")):
+        res = probe_apply(env, mt, dg, n, m)
+        ok = res["code"] != 0 and (want is None or res["status"] == want) and \
+            words.lower() in res["message"].lower() and res["status"] != "UNIMPLEMENTED"
+        if not ok:
+            probs.append("%s: %s: %s" % (label, res["status"], res["message"][:200]))
+        elif env.verbose:
+            print("  %s: %s: %s" % (label, res["status"], res["message"][:160]))
+        probs += ["after %s: %s" % (label, p) for p in untouched(d, before)]
+
+    res = probe_apply(env, MEDIA_GZIP, good, good_size, m)
+    want = "sha256:" + hashlib.sha256(tar).hexdigest()
+    if res["code"] != 0 or res["digest"] != want or res["size"] != len(tar) or \
+            res["media_type"] != MEDIA_TAR:
+        probs.append("the good blob: %s, expected diffID %s size %d" % (res, want[:19], len(tar)))
+    else:
+        e = ri.erofs_check(env, os.path.join(d, "layer.erofs"))
+        if e:
+            probs.append(e)
+        r = run([env.erofs_layer, "cat", os.path.join(d, "layer.erofs"), "a/file"], check=False)
+        if r.rc != 0:
+            probs.append("erofs-layer cat a/file: %s" % tail(r.err))
+        again = probe_apply(env, MEDIA_GZIP, good, good_size, m)
+        if again["status"] != "ALREADY_EXISTS":
+            probs.append("a second Apply: %s %s" % (again["status"], again["message"]))
+    env.lab.direct("rm", key)
+    check(not probs, "%d problems" % len(probs), probs)
+
+
+@case("apply-erofs-native")
+def t_apply_erofs(env):
+    """A native EROFS layer blob: checked, copied, its digest as diffID."""
+    env.lab_up()
+    work = os.path.join(env.work, "native")
+    os.makedirs(work, exist_ok=True)
+    tar = make_tar([("n/one", b"1\n"), ("n/two", b"2" * 9000)])
+    tp = os.path.join(work, "l.tar")
+    with open(tp, "wb") as f:
+        f.write(tar)
+    img = os.path.join(work, "l.erofs")
+    run([env.erofs_layer, "convert", "-o", img, tp])
+    data = open(img, "rb").read()
+    digest, size = ingest(env, data, "native")
+    key, m, d = extract_snapshot(env, "native")
+    res = probe_apply(env, MEDIA_EROFS, digest, size, m)
+    probs = []
+    if res["code"] != 0 or res["digest"] != digest or res["size"] != size or \
+            res["media_type"] != MEDIA_EROFS:
+        probs.append("native apply: %s" % res)
+    else:
+        out = open(os.path.join(d, "layer.erofs"), "rb").read()
+        if out != data:
+            probs.append("layer.erofs differs from the blob")
+    env.lab.direct("rm", key)
+    shutil.rmtree(work, ignore_errors=True)
+    check(not probs, "%d problems" % len(probs), probs)
+
+
+@case("apply-cancel")
+def t_apply_cancel(env):
+    """A client that goes away midway (a 300 ms deadline on a 160 MB layer):
+    the daemon stops the work and leaves nothing behind."""
+    env.lab_up()
+    rnd = random.Random(11)
+    chunk = bytes(rnd.getrandbits(8) for _ in range(1 << 20))
+    tar = make_tar([("big/%03d" % i, chunk) for i in range(160)])
+    digest, size = ingest(env, gzip_bytes(tar, 1), "cancel")
+    key, m, d = extract_snapshot(env, "cancel")
+    before = snapshot_dir_listing(d)
+    off = env.lab.log_size()
+    t0 = time.time()
+    res = probe_apply(env, MEDIA_GZIP, digest, size, m, timeout_ms=300)
+    probs = []
+    if res["status"] != "DEADLINE_EXCEEDED":
+        probs.append("the probe saw %s %s" % (res["status"], res["message"]))
+    # the daemon notices within its polling interval and cleans up
+    line = ri.poll(lambda: re.search(r'msg="apply failed".*cancel', env.lab.log_since(off)), 30)
+    if not line:
+        probs.append("no cancelled Apply in the daemon's log: %s" % tail(env.lab.log_since(off)))
+    elif env.verbose:
+        print("  stopped %.1f s after the start" % (time.time() - t0))
+    probs += untouched(d, before)
+    tmp = [f for f in os.listdir(d) if f.startswith(".")]
+    if tmp != [".erofslayer"]:
+        probs.append("hidden files left: %s" % tmp)
+    env.lab.direct("rm", key)
+    check(not probs, "%d problems" % len(probs), probs)
+
+
+@case("lab-stop")
+def t_lab_stop(env):
+    """containerd, then the daemon (SIGTERM, exit 0)."""
+    ri.t_lab_stop(env)
+
+
+@case("no-leaks")
+def t_no_leaks(env):
+    """Nothing left running, mounted or attached."""
+    ri.final_cleanup(env)
+    probs = ["process " + p for p in ri.procs_mentioning(env.work)]
+    probs += ["mount " + m for m in ri.mounts_under(env.work)]
+    probs += ["loop device " + l for l in ri.loops_under(env.work)]
+    if os.path.isdir(os.path.join(env.lab.root, "snapshots")):
+        probs += ri.snapshot_dir_problems(env.lab.root)
+    check(not probs, "%d leaks" % len(probs), probs)
+
+
+# ---- main ----------------------------------------------------------------------
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--daemon", required=True)
+    ap.add_argument("--erofs-layer", required=True)
+    ap.add_argument("--diff-probe", required=True)
+    ap.add_argument("--workdir", required=True)
+    ap.add_argument("--only", action="append", default=[])
+    ap.add_argument("--keep", action="store_true")
+    ap.add_argument("-v", "--verbose", action="store_true")
+    ap.add_argument("--list", action="store_true")
+    a = ap.parse_args()
+    if a.list:
+        for name, fn in CASES:
+            print("%-24s %s" % (name, (fn.__doc__ or "").strip().split("\n")[0]))
+        return 0
+    why = ri.cannot_run()
+    if why:
+        print("skip differ: %s" % why)
+        return 77
+    a.load_rounds = 0
+    env = ri.Env(a)
+    env.diff_probe = os.path.abspath(a.diff_probe)
+    try:
+        env.containerd, env.ctr = containerd17()
+        ri.prepare_workdir(env)
+    except (CaseFailed, OSError) as e:
+        print("FAIL setup: %s" % (e.reason if isinstance(e, CaseFailed) else e))
+        print("0 passed, 1 failed")
+        return 1
+    os.environ["LAB_DIFFER"] = "1"
+    passed = failed = skipped = 0
+    selected = [(n, f) for n, f in CASES
+                if not a.only or any(fnmatch.fnmatch(n, g) for g in a.only)
+                or n in ("lab-stop", "no-leaks")]
+    try:
+        for name, fn in selected:
+            if name in ("lab-stop", "no-leaks") and a.keep:
+                continue
+            t0 = time.time()
+            try:
+                fn(env)
+                passed += 1
+                print("ok %s%s" % (name, " (%.1fs)" % (time.time() - t0) if a.verbose else ""))
+            except CaseSkipped as e:
+                skipped += 1
+                print("skip %s: %s" % (name, e))
+            except CaseFailed as e:
+                failed += 1
+                print("FAIL %s: %s" % (name, e.reason))
+                for d in e.details[:ri.MAX_DETAILS]:
+                    print("    " + str(d))
+            except Exception:
+                failed += 1
+                print("FAIL %s: exception" % name)
+                traceback.print_exc(file=sys.stdout)
+            sys.stdout.flush()
+    finally:
+        if not a.keep:
+            ri.final_cleanup(env)
+    print("%d passed, %d failed%s" % (passed, failed, ", %d skipped" % skipped if skipped else ""))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
