@@ -25,7 +25,7 @@
 #define DEFAULT_CONTAINERD "/var/run/spin-stack/containerd.sock"
 
 struct options {
-	const char *root, *address, *containerd_address, *containerd_namespace;
+	const char *root, *address, *containerd_address, *containerd_namespace, *name;
 	uint64_t default_size;
 	bool set_immutable;
 };
@@ -38,6 +38,8 @@ static void usage(FILE *f)
 		"  --address PATH              unix socket to serve (default " DEFAULT_ADDRESS ")\n"
 		"  --containerd-address PATH   containerd's socket (default " DEFAULT_CONTAINERD ")\n"
 		"  --containerd-namespace NS   namespace for content reads (default default)\n"
+		"  --snapshotter-name NAME     the proxy plugin name containerd knows us by; requests\n"
+		"                              naming another snapshotter are refused (default spin-erofs)\n"
 		"  --log-level LEVEL           debug, info, warn or error (default info)\n"
 		"  --default-size SIZE         size of a writable layer, e.g. 64M, 10G (default 64M)\n"
 		"  --set-immutable[=BOOL]      set the immutable flag on committed layers (default true)\n"
@@ -105,6 +107,7 @@ int main(int argc, char **argv)
 		{ "address", required_argument, NULL, 'a' },
 		{ "containerd-address", required_argument, NULL, 'c' },
 		{ "containerd-namespace", required_argument, NULL, 'n' },
+		{ "snapshotter-name", required_argument, NULL, 'N' },
 		{ "log-level", required_argument, NULL, 'l' },
 		{ "default-size", required_argument, NULL, 's' },
 		{ "set-immutable", optional_argument, NULL, 'i' },
@@ -117,6 +120,7 @@ int main(int argc, char **argv)
 		.address = DEFAULT_ADDRESS,
 		.containerd_address = DEFAULT_CONTAINERD,
 		.containerd_namespace = "default",
+		.name = "spin-erofs",
 		.default_size = 64u << 20,
 		.set_immutable = true,
 	};
@@ -129,6 +133,7 @@ int main(int argc, char **argv)
 		case 'a': o.address = optarg; break;
 		case 'c': o.containerd_address = optarg; break;
 		case 'n': o.containerd_namespace = optarg; break;
+		case 'N': o.name = optarg; break;
 		case 'l':
 			if (log_parse_level(optarg, &level) < 0) {
 				fprintf(stderr, "spin-erofs-snapshotter: invalid --log-level '%s'\n", optarg);
@@ -206,7 +211,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	rpc_server_set_logger(srv, rpc_log, NULL);
-	r = service_snapshots_register(srv, sn);
+	r = service_snapshots_register(srv, sn, o.name);
 	if (r == 0)
 		r = service_diff_register(srv, content, o.containerd_namespace);
 	if (r == 0)

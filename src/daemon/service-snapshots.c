@@ -474,7 +474,34 @@ static void h_cleanup(struct rpc_call *call, ProtobufCMessage *msg, void *ud)
 	reply_empty(call);
 }
 
-int service_snapshots_register(struct rpc_server *srv, struct snapshotter *sn)
+/*
+ * Every request names the snapshotter it is meant for (field 1): containerd
+ * sends its proxy plugin's name. One that names another snapshotter is
+ * refused before anything happens; an empty name is accepted (plain gRPC
+ * clients leave it out).
+ */
+struct method {
+	rpc_handler_fn fn;
+	struct snapshotter *sn;
+	const char *name; /* ours */
+};
+
+static void h_checked(struct rpc_call *call, ProtobufCMessage *msg, void *ud)
+{
+	const struct method *m = ud;
+	const ProtobufCFieldDescriptor *f =
+		protobuf_c_message_descriptor_get_field_by_name(msg->descriptor, "snapshotter");
+	const char *name = f ? *(const char *const *)((const char *)msg + f->offset) : NULL;
+
+	if (name && *name && strcmp(name, m->name) != 0) {
+		rpc_call_error(call, RPC_INVALID_ARGUMENT,
+			       "this is the snapshotter %s, the request is for %s", m->name, name);
+		return;
+	}
+	m->fn(call, msg, m->sn);
+}
+
+int service_snapshots_register(struct rpc_server *srv, struct snapshotter *sn, const char *name)
 {
 	static const struct {
 		const char *name;
@@ -493,9 +520,12 @@ int service_snapshots_register(struct rpc_server *srv, struct snapshotter *sn)
 		{ SVC "Usage", RPC_UNARY, &containerd__services__snapshots__v1__usage_request__descriptor, h_usage },
 		{ SVC "Cleanup", RPC_UNARY, &containerd__services__snapshots__v1__cleanup_request__descriptor, h_cleanup },
 	};
+	static struct method bound[EL_ARRAY_SIZE(methods)];
+
 	for (size_t i = 0; i < EL_ARRAY_SIZE(methods); i++) {
+		bound[i] = (struct method){ methods[i].fn, sn, name };
 		int r = rpc_server_register(srv, methods[i].name, methods[i].kind, methods[i].req,
-					    methods[i].fn, sn);
+					    h_checked, &bound[i]);
 		if (r < 0)
 			return r;
 	}

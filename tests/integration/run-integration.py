@@ -916,6 +916,12 @@ def t_bad_direct(env):
             problems.append("%s: succeeded, expected %s" % (shown, want))
         elif not r.err.strip().endswith(want):
             problems.append("%s: %s, expected ...: %s" % (shown, tail(r.err, 160), want))
+    # a request for another snapshotter (containerd sends its proxy plugin's name)
+    for args in (["ls"], ["prepare", "bad-other"], ["info", "bad-base"], ["rm", "bad-base"]):
+        r = run([env.ctr, "--address", solo.sock, "snapshots", "--snapshotter", "someone-else"] + args,
+                check=False)
+        if r.rc == 0 or "this is the snapshotter spin-erofs, the request is for someone-else" not in r.err:
+            problems.append("%s for snapshotter someone-else: exit %d, %s" % (args[0], r.rc, tail(r.err)))
     # commit to an existing name through an extract snapshot: AlreadyExists
     solo.ctr("prepare", "bad/extract-dup")
     r = solo.ctr("commit", "bad-base", "bad/extract-dup", check=False)
