@@ -10,6 +10,7 @@ packages=(
 	python3 gzip zstd pigz tar qemu-utils
 	libgrpc-dev libprotobuf-c-dev protobuf-c-compiler libprotobuf-dev protobuf-compiler
 	liblmdb-dev containerd golang-github-containerd-containerd-dev
+	qemu-system-x86 busybox-static kmod
 )
 
 missing=()
