@@ -9,7 +9,7 @@ packages=(
 	erofs-utils e2fsprogs util-linux attr
 	python3 gzip zstd pigz tar qemu-utils
 	libgrpc-dev libprotobuf-c-dev protobuf-c-compiler libprotobuf-dev protobuf-compiler
-	liblmdb-dev containerd golang-github-containerd-containerd-dev
+	liblmdb-dev containerd golang-github-containerd-containerd-dev libext2fs-dev
 	qemu-system-x86 busybox-static kmod
 )
 

@@ -28,6 +28,7 @@
 
 #include "erofs-layer/tree.h"
 #include "erofs-layer/writer.h"
+#include "dir/overlay-upper-internal.h"
 #include "shared/io.h"
 #include "shared/macro.h"
 #include "shared/sha256.h"
@@ -177,83 +178,19 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem)
 	return 0;
 }
 
-/* ---- content digest (for the UUID only) ---- */
-
-static void dig(struct walk *wk, const void *p, size_t len)
-{
-	if (wk->digest)
-		el_sha256_update(wk->digest, p, len);
-}
-
-static void dig_u64(struct walk *wk, uint64_t v)
-{
-	uint8_t b[8];
-
-	for (int i = 0; i < 8; i++)
-		b[i] = (uint8_t)(v >> (8 * i));
-	dig(wk, b, sizeof(b));
-}
-
-static void dig_str(struct walk *wk, const char *s)
-{
-	if (!s)
-		s = "";
-	dig(wk, s, strlen(s) + 1);
-}
-
-static void dig_entry(struct walk *wk, const struct el_entry *e)
-{
-	if (!wk->digest)
-		return;
-	dig_u64(wk, 0x656e747279ull); /* "entry" */
-	dig_u64(wk, (uint64_t)e->type);
-	dig_str(wk, e->path);
-	dig_str(wk, e->link);
-	dig_u64(wk, e->mode);
-	dig_u64(wk, e->uid);
-	dig_u64(wk, e->gid);
-	dig_u64(wk, (uint64_t)e->mtime);
-	dig_u64(wk, e->mtime_nsec);
-	dig_u64(wk, e->size);
-	dig_u64(wk, e->dev_major);
-	dig_u64(wk, e->dev_minor);
-	dig_u64(wk, e->nxattrs);
-	for (size_t i = 0; i < e->nxattrs; i++) {
-		dig_str(wk, e->xattrs[i].name);
-		dig_u64(wk, e->xattrs[i].value_len);
-		dig(wk, e->xattrs[i].value, e->xattrs[i].value_len);
-	}
-}
-
-
 /* ---- xattrs ---- */
 
-static bool has_prefix(const char *s, const char *prefix)
-{
-	return strncmp(s, prefix, strlen(prefix)) == 0;
-}
-
-/* 1: keep, 0: drop, < 0: error. */
+/* 1: keep, 0: drop, < 0: error (el_xattr_filter's rules). */
 static int xattr_filter(struct walk *wk, const char *path, const char *name)
 {
-	if (!has_prefix(name, "user.") && !has_prefix(name, "trusted.") &&
-	    !has_prefix(name, "security.") && strcmp(name, "system.posix_acl_access") != 0 &&
-	    strcmp(name, "system.posix_acl_default") != 0) {
-		warn(wk, path, "dropping xattr '%.80s': EROFS cannot store its namespace", name);
-		return 0;
-	}
-	if (!wk->opts->overlay_upper || !has_prefix(name, "trusted.overlay."))
-		return 1;
-	const char *s = name + strlen("trusted.overlay.");
-	/* opaque: kept as the image's own marker; overlay.*: an escaped xattr
-	 * of the merged view, which a lower layer stores the same way */
-	if (strcmp(s, "opaque") == 0 || has_prefix(s, "overlay."))
-		return 1;
-	if (strcmp(s, "redirect") == 0 || strcmp(s, "metacopy") == 0)
-		return fail(wk, -EOPNOTSUPP, path,
-			    "overlay %s xattr: the content lives in a lower layer, which the image cannot reach (mount the overlay without redirect_dir and metacopy)",
-			    s);
-	return 0; /* origin, impure, nlink, upper, protattr, ...: the upper's bookkeeping */
+	char msg[256];
+	int r = el_xattr_filter(name, wk->opts->overlay_upper, msg, sizeof(msg));
+
+	if (r < 0)
+		return fail(wk, r, path, "%s", msg);
+	if (r == 0 && msg[0])
+		warn(wk, path, "%s", msg);
+	return r;
 }
 
 /*
@@ -402,7 +339,7 @@ static void entry_from_stat(struct el_entry *e, enum el_entry_type type, const c
 
 static int emit(struct walk *wk, const struct el_entry *e, struct el_inode **ret_ino)
 {
-	dig_entry(wk, e);
+	el_digest_entry(wk->digest, e);
 	wk->entries++;
 	return el_tree_add(wk->tree, e, ret_ino, wk->err);
 }
@@ -455,11 +392,7 @@ static int copy_data(struct walk *wk, int fd, const char *path, struct el_inode 
 				return fail(wk, -EAGAIN, path,
 					    "file shrank while being read (ends at byte %llu, %llu expected)",
 					    (unsigned long long)off, (unsigned long long)size);
-			if (wk->digest) {
-				dig_u64(wk, off);
-				dig_u64(wk, (uint64_t)got);
-				dig(wk, wk->buf, (size_t)got);
-			}
+			el_digest_data(wk->digest, off, wk->buf, (size_t)got);
 			int r = el_writer_file_write(wk->w, ino, wk->buf, (size_t)got, off, wk->err);
 			if (r < 0)
 				return r;

@@ -2,6 +2,7 @@
 /* Apply: a layer blob → <snapshot>/layer.erofs, verified, atomically. */
 #include "differ.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -12,7 +13,9 @@
 #include <unistd.h>
 
 #include "erofs-layer/convert.h"
+#include "erofs-layer/ext4.h"
 #include "erofs-layer/image.h"
+#include "erofs-layer/upper-tar.h"
 #include "layout.h"
 #include "shared/io.h"
 #include "shared/macro.h"
@@ -321,4 +324,133 @@ int differ_apply(const char *dir, const struct df_blob *blob, atomic_bool *cance
 	el_outfile_discard(&of);
 	el_sha256_free(br.sha);
 	return r;
+}
+
+/* ---- Compare ------------------------------------------------------------ */
+
+int differ_compression(const char *mt, enum el_compression *ret)
+{
+	static const struct {
+		const char *suffix;
+		enum el_compression c;
+	} forms[] = {
+		{ "", EL_COMPRESSION_NONE },	 { "+gzip", EL_COMPRESSION_GZIP },
+		{ "+zstd", EL_COMPRESSION_ZSTD }, { ".gzip", EL_COMPRESSION_GZIP },
+		{ ".zstd", EL_COMPRESSION_ZSTD },
+	};
+	static const char *const bases[] = {
+		"application/vnd.oci.image.layer.v1.tar",
+		"application/vnd.docker.image.rootfs.diff.tar",
+	};
+
+	if (!mt || !*mt) {
+		*ret = EL_COMPRESSION_GZIP;
+		return 0;
+	}
+	for (size_t i = 0; i < EL_ARRAY_SIZE(bases); i++) {
+		size_t n = strlen(bases[i]);
+		if (strncmp(mt, bases[i], n) != 0)
+			continue;
+		for (size_t j = 0; j < EL_ARRAY_SIZE(forms); j++)
+			if (!strcmp(mt + n, forms[j].suffix)) {
+				*ret = forms[j].c;
+				return 0;
+			}
+	}
+	return -EOPNOTSUPP;
+}
+
+static bool same_mount(const struct df_mount *a, const struct df_mount *b)
+{
+	if (strcmp(a->type ?: "", b->type ?: "") || strcmp(a->source ?: "", b->source ?: "") ||
+	    a->n_options != b->n_options)
+		return false;
+	for (size_t i = 0; i < a->n_options; i++)
+		if (strcmp(a->options[i], b->options[i]))
+			return false;
+	return true;
+}
+
+static bool empty_dir(const char *path)
+{
+	DIR *d = opendir(path);
+	struct dirent *de;
+	bool empty = true;
+
+	if (!d)
+		return false;
+	while (empty && (de = readdir(d)))
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+			empty = false;
+	closedir(d);
+	return empty;
+}
+
+int differ_compare_target(const struct df_mount *left, size_t n_left,
+			  const struct df_mount *right, size_t n_right, char **ret_image,
+			  struct el_error *err)
+{
+	const struct df_mount *rw = n_right ? &right[n_right - 1] : NULL;
+	_cleanup_free_ char *marker = NULL;
+	const char *slash;
+	struct stat st;
+
+	if (!rw || !rw->type || strcmp(rw->type, "ext4") != 0 || !rw->source ||
+	    !(slash = strrchr(rw->source, '/')) || strcmp(slash + 1, LAYOUT_RWLAYER) != 0)
+		return el_error_set(err, -EOPNOTSUPP, "mounts", EL_NO_OFFSET,
+				    "the right-hand mounts do not end with an active snapshot's %s",
+				    LAYOUT_RWLAYER);
+	if (asprintf(&marker, "%.*s/" LAYOUT_MARKER, (int)(slash - rw->source), rw->source) < 0)
+		return el_error_set(err, -ENOMEM, "mounts", EL_NO_OFFSET, "out of memory");
+	if (lstat(marker, &st) < 0 || !S_ISREG(st.st_mode))
+		return el_error_set(err, -EOPNOTSUPP, "mounts", EL_NO_OFFSET,
+				    "%s is not beside a %s marker: not a snapshot of ours", rw->source,
+				    LAYOUT_MARKER);
+	/* the changes are the upper directory only if left is its lower */
+	bool match = n_left == n_right - 1;
+	for (size_t i = 0; match && i < n_left; i++)
+		match = same_mount(&left[i], &right[i]);
+	if (!match && n_right == 1 && n_left == 1 && left[0].type && !strcmp(left[0].type, "bind") &&
+	    left[0].source && empty_dir(left[0].source))
+		match = true;
+	if (!match)
+		return el_error_set(err, -EOPNOTSUPP, "mounts", EL_NO_OFFSET,
+				    "the left-hand mounts (%zu) are not the lower mounts of %s", n_left,
+				    rw->source);
+	*ret_image = strdup(rw->source);
+	return *ret_image ? 0 : el_error_set(err, -ENOMEM, "mounts", EL_NO_OFFSET, "out of memory");
+}
+
+int differ_compare(const char *image, const char *media_type, bool has_epoch, int64_t epoch,
+		   el_tarw_write_fn sink, void *sink_ud, atomic_bool *cancel,
+		   struct df_diff *ret, struct el_error *err)
+{
+	struct el_tarw_opts topts = {
+		.write = sink,
+		.write_ud = sink_ud,
+		.has_epoch = has_epoch,
+		.epoch = epoch,
+		.cancel = cancel,
+	};
+	struct el_tarw_result res;
+	int r;
+
+	if (differ_compression(media_type, &topts.compression) < 0)
+		return el_error_set(err, -EOPNOTSUPP, "descriptor", EL_NO_OFFSET,
+				    "unsupported layer media type %s for a diff", media_type);
+	r = el_ext4_fsck(image, err);
+	if (r < 0)
+		return r;
+	r = el_upper_tar_ext4(image, "upper", &topts, NULL, NULL, &res, err);
+	if (r < 0)
+		return r;
+	ret->media_type = media_type && *media_type ? media_type : "application/vnd.oci.image.layer.v1.tar+gzip";
+	memcpy(ret->digest, "sha256:", 7);
+	el_hex(res.digest, 32, ret->digest + 7);
+	memcpy(ret->diffid, "sha256:", 7);
+	el_hex(res.diffid, 32, ret->diffid + 7);
+	ret->size = res.size;
+	ret->uncompressed_size = res.uncompressed_size;
+	ret->entries = res.entries;
+	return 0;
 }

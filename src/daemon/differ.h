@@ -22,6 +22,7 @@
 
 #include "erofs-layer/error.h"
 #include "erofs-layer/input.h"
+#include "erofs-layer/tar-writer.h"
 
 #define DIFFER_MEDIA_TAR "application/vnd.oci.image.layer.v1.tar"
 #define DIFFER_MEDIA_EROFS "application/vnd.erofs.layer.v1"
@@ -73,5 +74,43 @@ struct df_applied {
  */
 int differ_apply(const char *dir, const struct df_blob *blob, atomic_bool *cancel,
 		 struct df_applied *ret, struct el_error *err);
+
+/* ---- Compare ------------------------------------------------------------ */
+
+/* media types of the layer tars Compare writes; NULL or "" means gzip, as
+ * containerd's own differ takes it */
+int differ_compression(const char *media_type, enum el_compression *ret);
+
+/*
+ * The writable layer the right-hand mounts end with, when the pair is ours:
+ * right = an active snapshot's mounts (DESIGN §5: the lower mounts, then
+ * {ext4, <dir>/rwlayer.img} beside the .erofslayer marker) and left = those
+ * same lower mounts (a View of the parent), or, for a snapshot without
+ * parent, nothing or a bind of an empty directory. Then the changes are the
+ * upper directory itself. -EOPNOTSUPP otherwise (containerd's walking
+ * differ may take it).
+ */
+int differ_compare_target(const struct df_mount *left, size_t n_left,
+			  const struct df_mount *right, size_t n_right, char **ret_image,
+			  struct el_error *err);
+
+struct df_diff {
+	const char *media_type; /* as asked (a gzip name when none was) */
+	char digest[72];	/* sha256 of the blob */
+	char diffid[72];	/* sha256 of the uncompressed tar */
+	uint64_t size;		/* of the blob */
+	uint64_t uncompressed_size;
+	uint64_t entries;
+};
+
+/*
+ * Checks the image (e2fsck -f -p: the guest must be stopped) and writes the
+ * OCI layer tar of its upper/ directory (upper-tar.h) through sink, with
+ * the compression of media_type and, when has_epoch, mtimes clamped to
+ * epoch.
+ */
+int differ_compare(const char *image, const char *media_type, bool has_epoch, int64_t epoch,
+		   el_tarw_write_fn sink, void *sink_ud, atomic_bool *cancel,
+		   struct df_diff *ret, struct el_error *err);
 
 #endif

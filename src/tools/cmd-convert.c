@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* erofs-layer convert: a layer tar (plain, gzip or zstd), or a directory
- * (--dir, an overlay upper one with --overlay-upper), to an EROFS image. */
+/* erofs-layer convert: a layer tar (plain, gzip or zstd), a directory
+ * (--dir), or a directory of an ext4 image read without mounting it (--ext4,
+ * after e2fsck with --fsck), to an EROFS image; the directory may be an
+ * overlay upper one (--overlay-upper). */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -8,11 +10,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "commands.h"
 #include "erofs-layer/convert.h"
 #include "erofs-layer/dirconv.h"
+#include "erofs-layer/ext4.h"
 #include "shared/macro.h"
 #include "shared/sha256.h"
 
@@ -84,6 +88,59 @@ static int convert_dir(const char *dir, const char *out, const struct el_convert
 	return 0;
 }
 
+static int convert_ext4(const char *arg, const char *out, const struct el_convert_opts *copts,
+			bool overlay_upper, bool fsck)
+{
+	struct el_dir_opts opts = {
+		.overlay_upper = overlay_upper,
+		.has_uuid = copts->has_uuid,
+		.has_epoch = copts->has_epoch,
+		.epoch = copts->epoch,
+		.warn = warn_cb,
+	};
+	_cleanup_free_ char *image = NULL;
+	const char *subdir;
+	struct el_error err;
+	struct el_convert_result res;
+	char msg[700];
+	int r;
+
+	if (split_image_subdir(arg, &image, &subdir) < 0) {
+		fprintf(stderr, "erofs-layer convert: out of memory\n");
+		return 1;
+	}
+	memcpy(opts.uuid, copts->uuid, sizeof(opts.uuid));
+	el_error_clear(&err);
+	if (fsck) {
+		r = el_ext4_fsck(image, &err);
+		if (r < 0) {
+			fprintf(stderr, "erofs-layer convert: %s\n",
+				el_error_format(&err, msg, sizeof(msg)));
+			/* e2fsck's refusals and failures are about the image */
+			return r == -ENOENT || r == -ENOMEM || r == -EINTR ? 1 : EXIT_BADINPUT;
+		}
+		printf("fsck %d\n", r);
+	}
+	r = el_convert_ext4(image, subdir, out, &opts, &res, &err);
+	if (r < 0) {
+		/* messages about the image as a whole start with its path */
+		el_error_format(&err, msg, sizeof(msg));
+		if (strncmp(msg, image, strlen(image)) == 0 && msg[strlen(image)] == ':')
+			fprintf(stderr, "erofs-layer convert: %s\n", msg);
+		else
+			fprintf(stderr, "erofs-layer convert: %s: %s\n", image, msg);
+		return r == -ENOENT || r == -ENOTDIR || r == -ENAMETOOLONG || r == -EINVAL ||
+				       r == -EOPNOTSUPP || r == -EUCLEAN
+			       ? EXIT_BADINPUT
+			       : 1;
+	}
+	printf("entries %" PRIu64 "\n", res.entries);
+	printf("data_bytes %" PRIu64 "\n", res.tar_bytes);
+	printf("inodes %" PRIu64 "\n", res.image.inodes);
+	printf("image_bytes %" PRIu64 "\n", res.image.image_bytes);
+	return 0;
+}
+
 int cmd_convert(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -92,12 +149,14 @@ int cmd_convert(int argc, char **argv)
 		{ "epoch", required_argument, NULL, 'T' },
 		{ "dir", required_argument, NULL, 'd' },
 		{ "overlay-upper", no_argument, NULL, 'O' },
+		{ "ext4", required_argument, NULL, 'E' },
+		{ "fsck", no_argument, NULL, 'F' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	struct el_convert_opts opts = { .warn = warn_cb };
-	const char *out = NULL, *input = "-", *dir = NULL;
-	bool overlay_upper = false;
+	const char *out = NULL, *input = "-", *dir = NULL, *ext4 = NULL;
+	bool overlay_upper = false, fsck = false;
 	int c;
 
 	optind = 1;
@@ -108,6 +167,12 @@ int cmd_convert(int argc, char **argv)
 			break;
 		case 'O':
 			overlay_upper = true;
+			break;
+		case 'E':
+			ext4 = optarg;
+			break;
+		case 'F':
+			fsck = true;
 			break;
 		case 'o':
 			out = optarg;
@@ -126,20 +191,31 @@ int cmd_convert(int argc, char **argv)
 			break;
 		case 'h':
 			printf("usage: erofs-layer convert [-o OUT] [--uuid UUID] [--epoch SECONDS] [INPUT|-]\n"
-			       "       erofs-layer convert [-o OUT] [--uuid UUID] [--epoch SECONDS] --dir DIR [--overlay-upper]\n");
+			       "       erofs-layer convert [-o OUT] [--uuid UUID] [--epoch SECONDS] --dir DIR [--overlay-upper]\n"
+			       "       erofs-layer convert [-o OUT] [--uuid UUID] [--epoch SECONDS] --ext4 IMAGE[:SUBDIR] [--fsck] [--overlay-upper]\n"
+			       "  --ext4 reads the ext4 image without mounting it (SUBDIR: default the root, e.g. IMAGE:upper);\n"
+			       "  --fsck first runs e2fsck -f -p on it, which may repair the image in place\n");
 			return 0;
 		default:
 			return EXIT_USAGE;
 		}
 	}
-	if (optind < argc && !dir)
+	if (dir && ext4) {
+		fprintf(stderr, "erofs-layer convert: give either --dir or --ext4\n");
+		return EXIT_USAGE;
+	}
+	if (fsck && !ext4) {
+		fprintf(stderr, "erofs-layer convert: --fsck needs --ext4 IMAGE\n");
+		return EXIT_USAGE;
+	}
+	if (optind < argc && !dir && !ext4)
 		input = argv[optind++];
 	if (optind < argc) {
 		fprintf(stderr, "erofs-layer convert: too many arguments\n");
 		return EXIT_USAGE;
 	}
-	if (overlay_upper && !dir) {
-		fprintf(stderr, "erofs-layer convert: --overlay-upper needs --dir DIR\n");
+	if (overlay_upper && !dir && !ext4) {
+		fprintf(stderr, "erofs-layer convert: --overlay-upper needs --dir DIR or --ext4 IMAGE\n");
 		return EXIT_USAGE;
 	}
 	if (!out) {
@@ -153,6 +229,8 @@ int cmd_convert(int argc, char **argv)
 
 	if (dir)
 		return convert_dir(dir, out, &opts, overlay_upper);
+	if (ext4)
+		return convert_ext4(ext4, out, &opts, overlay_upper, fsck);
 
 	_cleanup_close_ int fd = -1;
 	if (strcmp(input, "-") == 0) {

@@ -10,10 +10,16 @@ int cmd_ls(int argc, char **argv);
 int cmd_cat(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_merge(int argc, char **argv);
+int cmd_diff(int argc, char **argv);
 
 /* --epoch SECONDS: a signed decimal; prints the error for `cmd` and returns
  * -EINVAL when it is not one. */
 int parse_epoch(const char *cmd, const char *arg, int64_t *ret);
+
+/* IMAGE[:SUBDIR] (--ext4): split at the last ':' unless the whole argument
+ * names an existing file (an image path may hold ':'). *ret_subdir points
+ * into arg ("" for none); *ret_image is malloc'd. */
+int split_image_subdir(const char *arg, char **ret_image, const char **ret_subdir);
 
 /* Exit statuses shared by the subcommands. */
 #define EXIT_USAGE 2

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "commands.h"
 
@@ -12,10 +13,11 @@ static const struct {
 	int (*fn)(int argc, char **argv);
 	const char *usage;
 } commands[] = {
-	{ "convert", cmd_convert, "convert [-o OUT] [--uuid UUID] [--epoch SECONDS] [INPUT|-|--dir DIR [--overlay-upper]]" },
+	{ "convert", cmd_convert, "convert [-o OUT] [--uuid UUID] [--epoch SECONDS] [INPUT|-|--dir DIR|--ext4 IMAGE[:SUBDIR] [--fsck]] [--overlay-upper]" },
 	{ "ls", cmd_ls, "ls [-l] [-R] IMAGE [PATH]" },
 	{ "cat", cmd_cat, "cat IMAGE PATH" },
 	{ "check", cmd_check, "check IMAGE" },
+	{ "diff", cmd_diff, "diff --ext4 IMAGE[:SUBDIR] [--fsck] [--compression gzip|zstd|none] [--level N] [--epoch SECONDS] -o OUT" },
 	{ "merge", cmd_merge, "merge -o FSMETA [--vmdk VMDK] [--flat] [--epoch SECONDS] LAYER..." },
 };
 
@@ -31,6 +33,21 @@ int parse_epoch(const char *cmd, const char *arg, int64_t *ret)
 	}
 	*ret = v;
 	return 0;
+}
+
+int split_image_subdir(const char *arg, char **ret_image, const char **ret_subdir)
+{
+	const char *colon = strrchr(arg, ':');
+	struct stat st;
+
+	if (!colon || stat(arg, &st) == 0) {
+		*ret_image = strdup(arg);
+		*ret_subdir = "";
+	} else {
+		*ret_image = strndup(arg, (size_t)(colon - arg));
+		*ret_subdir = colon + 1;
+	}
+	return *ret_image ? 0 : -ENOMEM;
 }
 
 static void usage(FILE *f)

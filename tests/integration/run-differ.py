@@ -438,6 +438,201 @@ def t_apply_cancel(env):
     check(not probs, "%d problems" % len(probs), probs)
 
 
+
+def content_size(env, digest):
+    r = env.lab.ctr("content", "ls")
+    for line in r.out.splitlines()[1:]:
+        parts = line.split()
+        if parts and parts[0] == digest:
+            return parts[1]
+    return None
+
+
+def blob_bytes(env, digest):
+    return subprocess.run([env.ctr, "--address", env.lab.sock, "content", "get", digest],
+                          capture_output=True, timeout=120, check=True).stdout
+
+
+def guest_changes(mp):
+    """What a container would do in its writable layer: add, change, delete,
+    replace a directory by a file, delete a directory, re-create one (opaque),
+    change only metadata, add an xattr and a hard link."""
+    os.makedirs(os.path.join(mp, "new/deep"))
+    with open(os.path.join(mp, "new/deep/added.txt"), "w") as f:
+        f.write("added by the container\n")
+    with open(os.path.join(mp, "etc/plain"), "w") as f:
+        f.write("changed by the container\n")
+    os.unlink(os.path.join(mp, "etc/zstd"))
+    shutil.rmtree(os.path.join(mp, "opt/tree"))
+    with open(os.path.join(mp, "opt/tree"), "w") as f:
+        f.write("a file where a directory was\n")
+    shutil.rmtree(os.path.join(mp, "lib"))
+    os.makedirs(os.path.join(mp, "lib"))  # re-created: opaque in the upper
+    with open(os.path.join(mp, "lib/fresh"), "w") as f:
+        f.write("fresh\n")
+    os.chmod(os.path.join(mp, "etc"), 0o750)
+    os.setxattr(os.path.join(mp, "new/deep/added.txt"), "user.origin", b"container")
+    os.link(os.path.join(mp, "new/deep/added.txt"), os.path.join(mp, "new/hard"))
+    long_dir = os.path.join(mp, "n" * 120)
+    os.makedirs(long_dir)
+    with open(os.path.join(long_dir, "f" * 200), "w") as f:
+        f.write("long path\n")
+
+
+@case("compare-commit")
+def t_compare(env):
+    """ctr snapshots diff of an active snapshot whose rwlayer.img a
+    "container" changed (an overlay over our mounts, as a guest would make):
+    our Compare writes the layer tar (whiteouts, opaque dir, PAX long names,
+    xattrs, hard links) into containerd's content store with its diffID
+    label; applying it to the parent gives the changed tree."""
+    lab = env.lab
+    info = env.imported("mixed")
+    top = info["chain_ids"][-1]
+    key = env.name("cmp-active")
+    m = ri.parse_mounts(lab.sn("prepare", "--mounts", key, top).out)
+    check(len(m) == 2 and m[1]["Type"] == "ext4", "active mounts: %s" % m)
+    host = env.host
+    # the guest's view, made on the host for the test only (the daemon
+    # never mounts rwlayer.img)
+    lower = host.mount_snapshot([m[0]], "cmp-lower")
+    rw = host.mount(["-t", "ext4", "-o", "loop", m[1]["Source"]], host.mountpoint("cmp-rw"))
+    ov = host.mount(["-t", "overlay", "-o", "lowerdir=%s,upperdir=%s/upper,workdir=%s/work"
+                     % (lower, rw, rw), "overlay"], host.mountpoint("cmp-ov"))
+    guest_changes(ov)
+    expected = ri.treecmp.snapshot_dir(ov)
+    for mp in (ov, rw, lower):
+        host.umount(mp)
+    host.release_loops()
+
+    off = lab.log_size()
+    # ctr writes the diff's bytes to stdout (under a lease of its own,
+    # which reaches us as the containerd-lease header); --keep keeps them
+    p = subprocess.run([env.ctr, "--address", lab.sock, "snapshots", "--snapshotter", SN, "diff",
+                        "--keep", "--label", "test=compare", key], capture_output=True, timeout=300)
+    check(p.returncode == 0, "ctr snapshots diff: %s" % tail(p.stderr))
+    log = lab.log_since(off)
+    d = re.findall(r'msg=diffed image=\S+ digest=(\S+) diffid=(\S+)', log)
+    check(len(d) == 1, "%d 'diffed' lines in the log: %s" % (len(d), tail(log)))
+    digest = d[0][0]
+    probs = []
+    if "sha256:" + hashlib.sha256(p.stdout).hexdigest() != digest:
+        probs.append("ctr printed %d bytes that do not hash to %s" % (len(p.stdout), digest))
+    if "rpc failed" in log:
+        probs.append("log: %s" % [l for l in log.splitlines() if "rpc failed" in l][:2])
+    blob = blob_bytes(env, digest)
+    if "sha256:" + hashlib.sha256(blob).hexdigest() != digest:
+        probs.append("the stored blob does not hash to %s" % digest)
+    tar_bytes = zlib.decompress(blob, 31)
+    diffid = "sha256:" + hashlib.sha256(tar_bytes).hexdigest()
+    if d and d[0][1] != diffid:
+        probs.append("the log's diffID %s, the tar's %s" % (d[0][1], diffid))
+    labels = lab.ctr("content", "ls").out
+    row = [l for l in labels.splitlines() if l.startswith(digest)]
+    if not row or "containerd.io/uncompressed=" + diffid not in row[0] or "test=compare" not in row[0]:
+        probs.append("content labels: %s" % row)
+    names = tarfile.open(fileobj=io.BytesIO(tar_bytes)).getnames()
+    for want in ("etc/.wh.zstd", "lib/.wh..wh..opq", "opt/tree", "new/deep/added.txt",
+                 "new/hard", "n" * 120 + "/" + "f" * 200):
+        if want not in names:
+            probs.append("%s missing from the tar" % want)
+    if any(n.startswith("./") or n.startswith("/") for n in names):
+        probs.append("names with ./ or /: %s" % names[:3])
+
+    # apply it to the parent (our Apply into a fresh extract snapshot)
+    ext = "cmp/%s/extract-1" % key
+    em = ri.parse_mounts(lab.sn("prepare", "--mounts", ext, top).out)
+    res = probe_apply(env, MEDIA_GZIP, digest, len(blob), em)
+    if res["code"] != 0 or res["digest"] != diffid:
+        probs.append("applying the diff: %s" % res)
+    else:
+        name = env.name("cmp-committed")
+        lab.sn("commit", name, ext)
+        vm = ri.view(lab, lab.sn, env.name("cmp-view"), name)
+        with ri.Mounted(host, vm, "cmp-view") as vmp:
+            actual = ri.treecmp.snapshot_dir(vmp)
+        for snap in (expected, actual):
+            for rec in snap.values():
+                rec["xattrs"] = {k: v for k, v in rec["xattrs"].items()
+                                 if not k.startswith("trusted.overlay.")}
+        # layer tars carry whole seconds (containerd's writer truncates too)
+        for rec in expected.values():
+            rec["mtime"] = (rec["mtime"][0], 0)
+        skip = {p: {"nlink", "ino"} for p in expected}
+        skip[""] = {"nlink", "mtime", "ino"}
+        probs += ri.treecmp.compare(expected, actual, "applied diff", extra_skip=skip)
+        a, h = actual.get("new/deep/added.txt"), actual.get("new/hard")
+        if not a or not h or a["ino"] != h["ino"]:
+            probs.append("new/hard is not a hard link of new/deep/added.txt")
+    lab.sn("rm", key)
+    check(not probs, "%d problems" % len(probs), probs)
+
+
+@case("compare-refusals")
+def t_compare_refusals(env):
+    """Diff of mounts that are not ours answers UNIMPLEMENTED (containerd's
+    walking differ takes overlayfs snapshots); a left side that is not the
+    active snapshot's lower, an unknown media type: UNIMPLEMENTED too; zstd
+    and plain tars and source_date_epoch through diff-probe."""
+    lab = env.lab
+    info = env.imported("single")
+    top = info["chain_ids"][-1]
+    probs = []
+    # overlayfs: the walking differ makes the diff
+    env.imported("single", "overlayfs")
+    ok = env.name("cmp-ov")
+    lab.ov("prepare", ok, top)
+    off = lab.log_size()
+    r = lab.ov("diff", ok, check=False)
+    if r.rc != 0:
+        probs.append("overlayfs diff through the fallback: %s" % tail(r.err))
+    if "Diff/Diff code=UNIMPLEMENTED" not in lab.log_since(off):
+        probs.append("our differ did not refuse the overlayfs mounts")
+    lab.ov("rm", ok)
+    # ours, straight through diff-probe
+    key = env.name("cmp-probe")
+    m = ri.parse_mounts(lab.sn("prepare", "--mounts", key, top).out)
+    left, right = m[:1], m
+    rw = env.host.mount(["-t", "ext4", "-o", "loop", m[1]["Source"]], env.host.mountpoint("cmp-rw2"))
+    with open(os.path.join(rw, "upper", "stamp"), "w") as f:
+        f.write("now\n")
+    env.host.umount(rw)
+    # blobs written without a lease are garbage at containerd's next
+    # collection: the lease header we forward is what keeps them
+    lease = env.name("probe-lease")
+    lab.ctr("leases", "create", "--id", lease)
+
+    def probe_diff(l, r_, mt, epoch=""):
+        out = run([env.diff_probe, "diff", lab.sn_sock, NS, mounts_for_probe(l), mounts_for_probe(r_),
+                   mt, env.name("probe-ref"), epoch, lease], timeout=300).out
+        return json.loads(out)
+    for label, l, mt in (("left not the lower", [], MEDIA_GZIP),
+                         ("unknown media type", left, "application/x-foo")):
+        res = probe_diff(l, right, mt)
+        if res["status"] != "UNIMPLEMENTED":
+            probs.append("%s: %s %s" % (label, res["status"], res["message"]))
+    for mt, unpack in ((MEDIA_TAR, lambda b: b),
+                       ("application/vnd.oci.image.layer.v1.tar+zstd",
+                        lambda b: subprocess.run(["zstd", "-d", "-c"], input=b, capture_output=True,
+                                                 check=True).stdout)):
+        res = probe_diff(left, right, mt, "1000")
+        if res["code"] != 0 or res["media_type"] != mt:
+            probs.append("%s: %s" % (mt, res))
+            continue
+        # a collection (removing a snapshot triggers one): the leased blob stays
+        gc_key = env.name("gc-trigger")
+        lab.ov("prepare", gc_key, top)
+        lab.ov("rm", gc_key)
+        lab.ctr("images", "ls")
+        tb = unpack(blob_bytes(env, res["digest"]))
+        members = tarfile.open(fileobj=io.BytesIO(tb)).getmembers()
+        if [(t.name, t.mtime) for t in members] != [("stamp", 1000)]:
+            probs.append("%s with source_date_epoch 1000: %s" % (
+                mt, [(t.name, t.mtime) for t in members]))
+    lab.sn("rm", key)
+    lab.ctr("leases", "rm", lease)
+    check(not probs, "%d problems" % len(probs), probs)
+
 @case("lab-stop")
 def t_lab_stop(env):
     """containerd, then the daemon (SIGTERM, exit 0)."""
