@@ -15,14 +15,22 @@
  *  3. scale: --views views on base from every thread, then every key is
  *     Stat-ed (name, kind and parent must match), List must return exactly
  *     what exists (with and without a filter), and the daemon's RSS is read;
- *  4. mixed: views while other clients Prepare actives (each one runs
- *     mkfs.ext4 for its rwlayer.img): what a metadata call waits for;
+ *  4. mixed: views while other clients Prepare actives (each one writes a
+ *     64 MiB sparse rwlayer.img, a copy of the template the daemon made
+ *     with mkfs.ext4 at its first one): what a metadata call waits for;
  *  5. teardown: Remove of every view, Cleanup, List empty but for base.
+ * --commit-layer puts a layer.erofs beside each extract snapshot's fs/
+ * before its Commit, as our differ's Apply does, so that Commit converts
+ * nothing; --flat prepares those snapshots without a parent, so that Commit
+ * merges nothing either (a first layer). --load runs the load test of issue 4 instead (load_main), and
+ * --remove-prefix only removes; --snapshotter, --namespace and --lease
+ * point it at containerd's own Snapshots service.
  * Latencies are per call, client side (round trip over the unix socket).
  * Any error, or a reply that does not match what was asked, is counted and
  * makes the exit status 1.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -32,6 +40,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -47,6 +56,14 @@ struct options {
 	unsigned threads, iterations, views, base_layers, mixed_actives;
 	pid_t pid;
 	const char *prefix;
+	/* containerd's own Snapshots service instead of the daemon's socket */
+	const char *snapshotter, *ns, *lease;
+	bool commit_layer; /* Commit finds layer.erofs made already (our differ's Apply) */
+	bool flat;	   /* the cycle's extract snapshots have no parent: nothing to merge */
+	bool load;	   /* the load test instead of the benchmark */
+	unsigned keep_every;
+	const char *report;
+	const char *remove_prefix;
 };
 
 static struct options opt = {
@@ -56,7 +73,12 @@ static struct options opt = {
 	.base_layers = 1,
 	.mixed_actives = 4,
 	.prefix = "bench",
+	.snapshotter = "",
+	.keep_every = 10,
 };
+
+/* metadata of every call: entries with a NULL value are left out */
+static struct rpc_metadata md[2] = { { MD_NAMESPACE, NULL }, { MD_LEASE, NULL } };
 
 static struct rpc_client *cli;
 static atomic_uint errors;
@@ -80,10 +102,14 @@ enum method {
 	M_PREPARE_ACTIVE_MIXED,
 	M_LIST,
 	M_CLEANUP,
+	M_PREPARE_DUP,
+	M_PREPARE_ACTIVE,
+	M_REMOVE_ACTIVE,
+	M_REMOVE_BUSY,
 	M_COUNT,
 };
 
-static const char *const method_names[M_COUNT] = {
+static const char *method_names[M_COUNT] = {
 	[M_PREPARE] = "Prepare (extract, on base)",
 	[M_STAT] = "Stat",
 	[M_MOUNTS] = "Mounts (extract)",
@@ -96,9 +122,13 @@ static const char *const method_names[M_COUNT] = {
 	[M_STAT_SCALE] = "Stat, N views",
 	[M_REMOVE_SCALE] = "Remove, N views",
 	[M_VIEW_MIXED] = "View, with actives",
-	[M_PREPARE_ACTIVE_MIXED] = "Prepare (active, mkfs)",
+	[M_PREPARE_ACTIVE_MIXED] = "Prepare (active: rwlayer.img)",
 	[M_LIST] = "List (all)",
 	[M_CLEANUP] = "Cleanup",
+	[M_PREPARE_DUP] = "Prepare (key taken: AlreadyExists)",
+	[M_PREPARE_ACTIVE] = "Prepare (active, on the layer)",
+	[M_REMOVE_ACTIVE] = "Remove (active)",
+	[M_REMOVE_BUSY] = "Remove (has a child: FailedPrecondition)",
 };
 
 struct samples {
@@ -194,29 +224,50 @@ static void problem(const char *fmt, ...)
 	va_end(ap);
 }
 
-/* one unary call, timed; returns the response (NULL on error, reported) */
-static ProtobufCMessage *call(struct local *l, enum method m, const char *path,
-			      const ProtobufCMessage *req, const ProtobufCMessageDescriptor *resp_desc,
-			      const char *what)
+/* One unary call, timed; returns the response. NULL on error, reported
+ * unless it is the gRPC status code expected (then timed too); a success
+ * where a refusal was expected is reported. */
+static ProtobufCMessage *call_expect(struct local *l, enum method m, const char *path,
+				     const ProtobufCMessage *req,
+				     const ProtobufCMessageDescriptor *resp_desc, const char *what,
+				     int expect)
 {
 	ProtobufCMessage *resp = NULL;
 	struct rpc_status st = { 0 };
 	double t0 = now_ms();
-	int r = rpc_client_unary(cli, path, NULL, 0, TIMEOUT_MS, req, resp_desc, &resp, &st);
+	int r = rpc_client_unary(cli, path, md, 2, TIMEOUT_MS, req, resp_desc, &resp, &st);
 	double dt = now_ms() - t0;
 
 	if (r < 0) {
-		problem("%s %s: %s (%s: %s)", path + sizeof(SNAPSHOTS_SERVICE) - 1, what, strerror(-r),
-			rpc_status_name(st.code), st.message ? st.message : "");
+		if (expect && st.code == expect) {
+			if (l)
+				record(l, m, dt);
+		} else {
+			problem("%s %s: %s (%s: %s)", path + sizeof(SNAPSHOTS_SERVICE) - 1, what,
+				strerror(-r), rpc_status_name(st.code), st.message ? st.message : "");
+		}
 		rpc_status_done(&st);
 		if (resp)
 			protobuf_c_message_free_unpacked(resp, NULL);
 		return NULL;
 	}
 	rpc_status_done(&st);
+	if (expect) {
+		problem("%s %s: succeeded, expected %s", path + sizeof(SNAPSHOTS_SERVICE) - 1, what,
+			rpc_status_name(expect));
+		protobuf_c_message_free_unpacked(resp, NULL);
+		return NULL;
+	}
 	if (l)
 		record(l, m, dt);
 	return resp;
+}
+
+static ProtobufCMessage *call(struct local *l, enum method m, const char *path,
+			      const ProtobufCMessage *req, const ProtobufCMessageDescriptor *resp_desc,
+			      const char *what)
+{
+	return call_expect(l, m, path, req, resp_desc, what, 0);
 }
 
 static void drop(ProtobufCMessage *m)
@@ -238,8 +289,20 @@ static bool mounts_ok(size_t n, Containerd__Types__Mount **mounts, const char *t
 	return true;
 }
 
-static int prepare(struct local *l, enum method m, bool view, const char *key, const char *parent,
-		   size_t *ret_n, char **ret_type)
+/* The value of option name= among a mount's options (malloc'd), or NULL. */
+static char *mount_option(const Containerd__Types__Mount *mt, const char *name)
+{
+	size_t len = strlen(name);
+	for (size_t i = 0; i < mt->n_options; i++)
+		if (strncmp(mt->options[i], name, len) == 0 && mt->options[i][len] == '=')
+			return strdup(mt->options[i] + len + 1);
+	return NULL;
+}
+
+/* Prepare or View; ret_upper (may be NULL) gets the first mount's upperdir
+ * (an extract snapshot's, where a differ writes), ret_source its source. */
+static int prepare_x(struct local *l, enum method m, bool view, const char *key, const char *parent,
+		     int expect, size_t *ret_n, char **ret_type, char **ret_upper, char **ret_source)
 {
 	ProtobufCMessage *resp;
 	size_t n;
@@ -247,18 +310,22 @@ static int prepare(struct local *l, enum method m, bool view, const char *key, c
 
 	if (view) {
 		SNAP(ViewSnapshotRequest) req = CONTAINERD__SERVICES__SNAPSHOTS__V1__VIEW_SNAPSHOT_REQUEST__INIT;
+		req.snapshotter = (char *)opt.snapshotter;
 		req.key = (char *)key;
 		req.parent = (char *)(parent ? parent : "");
-		resp = call(l, m, SNAPSHOTS_VIEW, &req.base, DESC(view_snapshot_response), key);
+		resp = call_expect(l, m, SNAPSHOTS_VIEW, &req.base, DESC(view_snapshot_response), key,
+				   expect);
 		if (!resp)
 			return -1;
 		n = ((SNAP(ViewSnapshotResponse) *)resp)->n_mounts;
 		mounts = ((SNAP(ViewSnapshotResponse) *)resp)->mounts;
 	} else {
 		SNAP(PrepareSnapshotRequest) req = CONTAINERD__SERVICES__SNAPSHOTS__V1__PREPARE_SNAPSHOT_REQUEST__INIT;
+		req.snapshotter = (char *)opt.snapshotter;
 		req.key = (char *)key;
 		req.parent = (char *)(parent ? parent : "");
-		resp = call(l, m, SNAPSHOTS_PREPARE, &req.base, DESC(prepare_snapshot_response), key);
+		resp = call_expect(l, m, SNAPSHOTS_PREPARE, &req.base, DESC(prepare_snapshot_response),
+				   key, expect);
 		if (!resp)
 			return -1;
 		n = ((SNAP(PrepareSnapshotResponse) *)resp)->n_mounts;
@@ -268,13 +335,24 @@ static int prepare(struct local *l, enum method m, bool view, const char *key, c
 		*ret_n = n;
 	if (ret_type)
 		*ret_type = n ? strdup(mounts[0]->type) : NULL;
+	if (ret_upper)
+		*ret_upper = n ? mount_option(mounts[0], "upperdir") : NULL;
+	if (ret_source)
+		*ret_source = n ? strdup(mounts[0]->source) : NULL;
 	drop(resp);
 	return 0;
+}
+
+static int prepare(struct local *l, enum method m, bool view, const char *key, const char *parent,
+		   size_t *ret_n, char **ret_type)
+{
+	return prepare_x(l, m, view, key, parent, 0, ret_n, ret_type, NULL, NULL);
 }
 
 static int stat_check(struct local *l, enum method m, const char *key, int kind, const char *parent)
 {
 	SNAP(StatSnapshotRequest) req = CONTAINERD__SERVICES__SNAPSHOTS__V1__STAT_SNAPSHOT_REQUEST__INIT;
+	req.snapshotter = (char *)opt.snapshotter;
 	req.key = (char *)key;
 	SNAP(StatSnapshotResponse) *resp =
 		(void *)call(l, m, SNAPSHOTS_STAT, &req.base, DESC(stat_snapshot_response), key);
@@ -296,6 +374,7 @@ static int stat_check(struct local *l, enum method m, const char *key, int kind,
 static int mounts(struct local *l, enum method m, const char *key, const char *type, size_t want_n)
 {
 	SNAP(MountsRequest) req = CONTAINERD__SERVICES__SNAPSHOTS__V1__MOUNTS_REQUEST__INIT;
+	req.snapshotter = (char *)opt.snapshotter;
 	req.key = (char *)key;
 	SNAP(MountsResponse) *resp =
 		(void *)call(l, m, SNAPSHOTS_MOUNTS, &req.base, DESC(mounts_response), key);
@@ -309,6 +388,7 @@ static int mounts(struct local *l, enum method m, const char *key, const char *t
 static int commit(struct local *l, const char *name, const char *key)
 {
 	SNAP(CommitSnapshotRequest) req = CONTAINERD__SERVICES__SNAPSHOTS__V1__COMMIT_SNAPSHOT_REQUEST__INIT;
+	req.snapshotter = (char *)opt.snapshotter;
 	req.name = (char *)name;
 	req.key = (char *)key;
 	ProtobufCMessage *resp =
@@ -317,14 +397,20 @@ static int commit(struct local *l, const char *name, const char *key)
 	return resp ? 0 : -1;
 }
 
-static int remove_key(struct local *l, enum method m, const char *key)
+static int remove_x(struct local *l, enum method m, const char *key, int expect)
 {
 	SNAP(RemoveSnapshotRequest) req = CONTAINERD__SERVICES__SNAPSHOTS__V1__REMOVE_SNAPSHOT_REQUEST__INIT;
+	req.snapshotter = (char *)opt.snapshotter;
 	req.key = (char *)key;
-	ProtobufCMessage *resp =
-		call(l, m, SNAPSHOTS_REMOVE, &req.base, &google__protobuf__empty__descriptor, key);
+	ProtobufCMessage *resp = call_expect(l, m, SNAPSHOTS_REMOVE, &req.base,
+					     &google__protobuf__empty__descriptor, key, expect);
 	drop(resp);
 	return resp ? 0 : -1;
+}
+
+static int remove_key(struct local *l, enum method m, const char *key)
+{
+	return remove_x(l, m, key, 0);
 }
 
 /* List with optional filter: how many infos, and how many have prefix */
@@ -338,11 +424,12 @@ static long list_count(struct local *l, const char *filter, const char *prefix, 
 	double t0 = now_ms();
 	int r;
 
+	req.snapshotter = (char *)opt.snapshotter;
 	if (filter) {
 		req.n_filters = 1;
 		req.filters = filters;
 	}
-	r = rpc_client_server_stream(cli, SNAPSHOTS_LIST, NULL, 0, TIMEOUT_MS, &req.base, &s);
+	r = rpc_client_server_stream(cli, SNAPSHOTS_LIST, md, 2, TIMEOUT_MS, &req.base, &s);
 	if (r < 0) {
 		problem("List: %s", strerror(-r));
 		rpc_stream_free(s);
@@ -379,6 +466,7 @@ static long list_count(struct local *l, const char *filter, const char *prefix, 
 static int cleanup_call(struct local *l)
 {
 	SNAP(CleanupRequest) req = CONTAINERD__SERVICES__SNAPSHOTS__V1__CLEANUP_REQUEST__INIT;
+	req.snapshotter = (char *)opt.snapshotter;
 	ProtobufCMessage *resp =
 		call(l, M_CLEANUP, SNAPSHOTS_CLEANUP, &req.base, &google__protobuf__empty__descriptor, "");
 	drop(resp);
@@ -405,6 +493,64 @@ static long rss_kib(void)
 	return kib;
 }
 
+/* ---- files the way a differ writes them ---- */
+
+/* a committed layer's image, for --commit-layer */
+static char *layer_bytes;
+static size_t layer_len;
+
+static int write_file_at(const char *path, const char *data, size_t len, bool sync)
+{
+	int fd = open(path, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	for (size_t off = 0; off < len;) {
+		ssize_t k = write(fd, data + off, len - off);
+		if (k < 0) {
+			if (errno == EINTR)
+				continue;
+			int r = -errno;
+			close(fd);
+			return r;
+		}
+		off += (size_t)k;
+	}
+	int r = sync && fsync(fd) < 0 ? -errno : 0;
+	close(fd);
+	return r;
+}
+
+static int read_file(const char *path, char **ret, size_t *ret_len)
+{
+	FILE *f = fopen(path, "re");
+	struct stat st;
+	if (!f)
+		return -errno;
+	if (fstat(fileno(f), &st) < 0 || !(*ret = malloc((size_t)st.st_size + 1))) {
+		fclose(f);
+		return -ENOMEM;
+	}
+	*ret_len = fread(*ret, 1, (size_t)st.st_size, f);
+	fclose(f);
+	return *ret_len == (size_t)st.st_size ? 0 : -EIO;
+}
+
+/* What our differ's Apply does: layer.erofs beside the extract snapshot's
+ * fs/ (the upperdir), published atomically. */
+static int place_layer(const char *upper)
+{
+	char tmp[4200], final[4200];
+	const char *slash = strrchr(upper, '/');
+	if (!slash)
+		return -EINVAL;
+	snprintf(tmp, sizeof(tmp), "%.*s/.layer.erofs.bench", (int)(slash - upper), upper);
+	snprintf(final, sizeof(final), "%.*s/layer.erofs", (int)(slash - upper), upper);
+	int r = write_file_at(tmp, layer_bytes, layer_len, true);
+	if (r == 0 && rename(tmp, final) < 0)
+		r = -errno;
+	return r;
+}
+
 /* ---- phases ---- */
 
 struct worker {
@@ -427,13 +573,21 @@ static void *cycle_main(void *p)
 		snprintf(name, sizeof(name), "%s/%u/%u/sha256:c%u-%u", opt.prefix, w->id, i, w->id, i);
 		snprintf(view, sizeof(view), "%s/%u/%u/view", opt.prefix, w->id, i);
 
-		if (prepare(&w->l, M_PREPARE, false, key, base_key, &n, &type) < 0)
+		char *upper = NULL;
+		const char *parent = opt.flat ? "" : base_key;
+		if (prepare_x(&w->l, M_PREPARE, false, key, parent, 0, &n, &type, &upper, NULL) < 0)
 			continue;
-		if (n != 1 || !type || strcmp(type, "overlay") != 0)
+		if (n != 1 || !type || strcmp(type, "overlay") != 0 || !upper)
 			problem("Prepare %s: %zu mounts, %s; expected one overlay", key, n,
 				type ? type : "-");
 		free(type);
-		stat_check(&w->l, M_STAT, key, CONTAINERD__SERVICES__SNAPSHOTS__V1__KIND__ACTIVE, base_key);
+		if (opt.commit_layer && upper) {
+			int r = place_layer(upper);
+			if (r < 0)
+				problem("%s: cannot write layer.erofs: %s", upper, strerror(-r));
+		}
+		free(upper);
+		stat_check(&w->l, M_STAT, key, CONTAINERD__SERVICES__SNAPSHOTS__V1__KIND__ACTIVE, parent);
 		mounts(&w->l, M_MOUNTS, key, "overlay", 1);
 		if (commit(&w->l, name, key) < 0) {
 			remove_key(NULL, M_REMOVE_COMMITTED, key);
@@ -566,6 +720,312 @@ static void run_mixed(void)
 	free(w);
 }
 
+/* ---- the load test (issue 4): --load ---- */
+
+/* the file a client writes in round i, reproducible by the checker:
+ * "t<t>-r<i>\n" repeated 1 + (31 t + 7 i) % 300 times */
+static char *round_content(unsigned t, unsigned i, size_t *ret_len)
+{
+	char unit[32];
+	int u = snprintf(unit, sizeof(unit), "t%u-r%u\n", t, i);
+	size_t reps = 1 + (31 * t + 7 * i) % 300;
+	char *buf = malloc(reps * (size_t)u + 1);
+	if (!buf)
+		return NULL;
+	for (size_t k = 0; k < reps; k++)
+		memcpy(buf + k * (size_t)u, unit, (size_t)u);
+	*ret_len = reps * (size_t)u;
+	return buf;
+}
+
+struct kept {
+	char name[256];
+	char layer[4200];
+	unsigned t, i;
+};
+
+static struct kept *kept;
+static size_t n_kept;
+static pthread_mutex_t kept_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void keep(const char *name, const char *upper, unsigned t, unsigned i)
+{
+	const char *slash = strrchr(upper, '/');
+	pthread_mutex_lock(&kept_lock);
+	struct kept *p = realloc(kept, (n_kept + 1) * sizeof(*kept));
+	if (!p) {
+		fprintf(stderr, "out of memory\n");
+		exit(2);
+	}
+	kept = p;
+	snprintf(kept[n_kept].name, sizeof(kept[n_kept].name), "%s", name);
+	snprintf(kept[n_kept].layer, sizeof(kept[n_kept].layer), "%.*s/layer.erofs",
+		 (int)(slash ? slash - upper : 0), upper);
+	kept[n_kept].t = t;
+	kept[n_kept].i = i;
+	n_kept++;
+	pthread_mutex_unlock(&kept_lock);
+}
+
+/*
+ * One client's rounds: Prepare(extract on base) / Stat / Mounts / a file
+ * written into the upperdir as the walking differ would / Prepare of the
+ * same key again (AlreadyExists) / Commit (converts it, merges the chain)
+ * / View(the new layer) / Mounts / Remove(view); every 4th round an active
+ * snapshot on the layer (rwlayer.img), a Remove of the layer refused while
+ * it has that child, Remove(active); every --keep-every'th layer is kept
+ * for the checks after the run, the others removed.
+ */
+static void *load_main(void *p)
+{
+	struct worker *w = p;
+	unsigned t = w->id;
+
+	for (unsigned i = 0; i < opt.iterations; i++) {
+		char key[256], name[256], view[256], act[256], path[4400];
+		size_t n = 0, len = 0;
+		char *type = NULL, *upper = NULL;
+
+		snprintf(key, sizeof(key), "%s/%u/%u/extract-%u-%u sha256:l%u-%u", opt.prefix, t, i, t,
+			 i, t, i);
+		snprintf(name, sizeof(name), "%s/%u/%u/sha256:l%u-%u", opt.prefix, t, i, t, i);
+		snprintf(view, sizeof(view), "%s/%u/%u/view", opt.prefix, t, i);
+		snprintf(act, sizeof(act), "%s/%u/%u/active", opt.prefix, t, i);
+
+		if (prepare_x(&w->l, M_PREPARE, false, key, base_key, 0, &n, &type, &upper, NULL) < 0)
+			continue;
+		if (n != 1 || !type || strcmp(type, "overlay") != 0 || !upper) {
+			problem("Prepare %s: %zu mounts, %s; expected one overlay with an upperdir",
+				key, n, type ? type : "-");
+			free(type);
+			free(upper);
+			continue;
+		}
+		free(type);
+		stat_check(&w->l, M_STAT, key, CONTAINERD__SERVICES__SNAPSHOTS__V1__KIND__ACTIVE,
+			   base_key);
+		mounts(&w->l, M_MOUNTS, key, "overlay", 1);
+		char *content = round_content(t, i, &len);
+		snprintf(path, sizeof(path), "%s/t%u-r%u", upper, t, i);
+		int r = content ? write_file_at(path, content, len, false) : -ENOMEM;
+		if (r == 0) {
+			snprintf(path, sizeof(path), "%s/d%u", upper, t);
+			r = mkdir(path, 0755) < 0 ? -errno : 0;
+		}
+		if (r == 0) {
+			snprintf(path, sizeof(path), "%s/d%u/f%u", upper, t, i);
+			r = write_file_at(path, "x\n", 2, false);
+		}
+		free(content);
+		if (r < 0)
+			problem("%s: cannot write the layer's files: %s", upper, strerror(-r));
+		prepare_x(&w->l, M_PREPARE_DUP, false, key, base_key,
+			  6 /* ALREADY_EXISTS */, NULL, NULL, NULL, NULL);
+		if (commit(&w->l, name, key) < 0) {
+			remove_key(NULL, M_REMOVE_COMMITTED, key);
+			free(upper);
+			continue;
+		}
+		if (prepare(&w->l, M_VIEW, true, view, name, &n, &type) == 0) {
+			if (n != 1 || !type || strcmp(type, "erofs") != 0)
+				problem("View %s: %zu mounts, %s; expected one erofs", view, n,
+					type ? type : "-");
+			free(type);
+			mounts(&w->l, M_MOUNTS_VIEW, view, "erofs", 1);
+			remove_key(&w->l, M_REMOVE_VIEW, view);
+		}
+		if (i % 4 == 0 &&
+		    prepare(&w->l, M_PREPARE_ACTIVE, false, act, name, &n, &type) == 0) {
+			if (n != 2 || !type || strcmp(type, "erofs") != 0)
+				problem("Prepare %s: %zu mounts, %s; expected erofs, ext4", act, n,
+					type ? type : "-");
+			free(type);
+			remove_x(&w->l, M_REMOVE_BUSY, name, 9 /* FAILED_PRECONDITION */);
+			remove_key(&w->l, M_REMOVE_ACTIVE, act);
+		}
+		if (opt.keep_every && i % opt.keep_every == opt.keep_every - 1)
+			keep(name, upper, t, i);
+		else
+			remove_key(&w->l, M_REMOVE_COMMITTED, name);
+		free(upper);
+	}
+	return NULL;
+}
+
+/* Names of every snapshot (List), sorted. */
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static char **list_names(size_t *ret_n)
+{
+	SNAP(ListSnapshotsRequest) req = CONTAINERD__SERVICES__SNAPSHOTS__V1__LIST_SNAPSHOTS_REQUEST__INIT;
+	struct rpc_stream *s = NULL;
+	struct rpc_status st = { 0 };
+	char **v = NULL;
+	size_t n = 0;
+	int r;
+
+	req.snapshotter = (char *)opt.snapshotter;
+	r = rpc_client_server_stream(cli, SNAPSHOTS_LIST, md, 2, TIMEOUT_MS, &req.base, &s);
+	while (r == 0) {
+		ProtobufCMessage *m = NULL;
+		r = rpc_stream_recv(s, DESC(list_snapshots_response), &m);
+		if (r <= 0)
+			break;
+		SNAP(ListSnapshotsResponse) *resp = (void *)m;
+		char **p = realloc(v, (n + resp->n_info + 1) * sizeof(*v));
+		if (!p) {
+			fprintf(stderr, "out of memory\n");
+			exit(2);
+		}
+		v = p;
+		for (size_t i = 0; i < resp->n_info; i++)
+			v[n++] = strdup(resp->info[i]->name);
+		drop(m);
+		r = 0;
+	}
+	int fr = s ? rpc_stream_finish(s, &st) : 0;
+	rpc_stream_free(s);
+	if (r < 0 || fr < 0) {
+		problem("List: %s (%s: %s)", strerror(-(r < 0 ? r : fr)), rpc_status_name(st.code),
+			st.message ? st.message : "");
+		rpc_status_done(&st);
+		*ret_n = 0;
+		return v;
+	}
+	rpc_status_done(&st);
+	if (n)
+		qsort(v, n, sizeof(*v), cmp_str);
+	*ret_n = n;
+	return v;
+}
+
+static void free_names(char **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+static int cmp_kept(const void *a, const void *b)
+{
+	return strcmp(((const struct kept *)a)->name, ((const struct kept *)b)->name);
+}
+
+/* After the load: List holds exactly the base chain and the kept layers,
+ * each kept one Stats as committed on base; the report names them. */
+static void load_verify(const char *const *base_names, unsigned n_base)
+{
+	size_t n = 0;
+	char **names = list_names(&n);
+	size_t want = n_base + n_kept;
+	size_t mine = 0;
+	size_t plen = strlen(opt.prefix);
+
+	qsort(kept, n_kept, sizeof(*kept), cmp_kept);
+	for (size_t i = 0; i < n; i++) {
+		if (strncmp(names[i], opt.prefix, plen) != 0 || names[i][plen] != '/')
+			continue; /* not ours (another client's, through containerd) */
+		mine++;
+		struct kept probe;
+		snprintf(probe.name, sizeof(probe.name), "%s", names[i]);
+		bool known = bsearch(&probe, kept, n_kept, sizeof(*kept), cmp_kept) != NULL;
+		for (unsigned b = 0; b < n_base && !known; b++)
+			known = strcmp(names[i], base_names[b]) == 0;
+		if (!known)
+			problem("after the load List has %s, which should be gone", names[i]);
+	}
+	if (mine != want)
+		problem("after the load List has %zu snapshots of ours, expected %zu", mine, want);
+	for (size_t k = 0; k < n_kept; k++)
+		stat_check(NULL, M_STAT, kept[k].name,
+			   CONTAINERD__SERVICES__SNAPSHOTS__V1__KIND__COMMITTED, base_key);
+	free_names(names, n);
+	if (opt.report) {
+		FILE *f = fopen(opt.report, "we");
+		if (!f) {
+			problem("%s: %s", opt.report, strerror(errno));
+			return;
+		}
+		for (size_t k = 0; k < n_kept; k++)
+			fprintf(f, "%u\t%u\t%s\t%s\n", kept[k].t, kept[k].i, kept[k].layer,
+				kept[k].name);
+		fclose(f);
+	}
+}
+
+/* --remove-prefix: every snapshot whose name starts with it, children
+ * before parents (a refused Remove is tried again in the next pass). */
+struct rm_worker {
+	pthread_t t;
+	char **names;
+	size_t from, to;
+	unsigned removed;
+};
+
+static void *rm_main(void *p)
+{
+	struct rm_worker *w = p;
+	for (size_t i = w->from; i < w->to; i++) {
+		SNAP(RemoveSnapshotRequest) req = CONTAINERD__SERVICES__SNAPSHOTS__V1__REMOVE_SNAPSHOT_REQUEST__INIT;
+		ProtobufCMessage *resp = NULL;
+		struct rpc_status st = { 0 };
+		req.snapshotter = (char *)opt.snapshotter;
+		req.key = w->names[i];
+		int r = rpc_client_unary(cli, SNAPSHOTS_REMOVE, md, 2, TIMEOUT_MS, &req.base,
+					 &google__protobuf__empty__descriptor, &resp, &st);
+		drop(resp);
+		if (r == 0)
+			w->removed++;
+		else if (st.code != 9 /* FAILED_PRECONDITION: children first */)
+			problem("Remove %s: %s (%s: %s)", w->names[i], strerror(-r),
+				rpc_status_name(st.code), st.message ? st.message : "");
+		rpc_status_done(&st);
+	}
+	return NULL;
+}
+
+static void remove_prefix(const char *prefix)
+{
+	size_t plen = strlen(prefix);
+	for (int pass = 0; pass < 64; pass++) {
+		size_t n = 0, m = 0;
+		char **names = list_names(&n);
+		for (size_t i = 0; i < n; i++) {
+			if (strncmp(names[i], prefix, plen) == 0)
+				names[m++] = names[i];
+			else
+				free(names[i]);
+		}
+		if (!m) {
+			free(names);
+			return;
+		}
+		unsigned nt = opt.threads < m ? opt.threads : (unsigned)m;
+		struct rm_worker *w = calloc(nt, sizeof(*w));
+		size_t per = (m + nt - 1) / nt;
+		unsigned removed = 0;
+		for (unsigned k = 0; k < nt; k++) {
+			w[k].names = names;
+			w[k].from = k * per < m ? k * per : m;
+			w[k].to = (k + 1) * per < m ? (k + 1) * per : m;
+			pthread_create(&w[k].t, NULL, rm_main, &w[k]);
+		}
+		for (unsigned k = 0; k < nt; k++) {
+			pthread_join(w[k].t, NULL);
+			removed += w[k].removed;
+		}
+		free(w);
+		free_names(names, m);
+		if (!removed) {
+			problem("--remove-prefix %s: %zu snapshots left that cannot be removed", prefix, m);
+			return;
+		}
+	}
+}
+
 static void print_table(void)
 {
 	printf("\n| method | calls | p50 ms | p99 ms | max ms |\n|---|---:|---:|---:|---:|\n");
@@ -588,7 +1048,9 @@ static double p99_of(enum method m)
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: daemon-bench --socket PATH [--pid PID] [--threads N] [--iterations N]\n"
-		   "                    [--views N] [--base-layers N] [--mixed-actives N] [--prefix P]\n");
+		   "                    [--views N] [--base-layers N] [--mixed-actives N] [--prefix P]\n"
+		   "                    [--commit-layer] [--flat] [--snapshotter NAME] [--namespace NS] [--lease ID]\n"
+		   "                    [--load [--keep-every N] [--report FILE]] [--remove-prefix P]\n");
 }
 
 int main(int argc, char **argv)
@@ -602,6 +1064,15 @@ int main(int argc, char **argv)
 		{ "base-layers", required_argument, NULL, 'b' },
 		{ "mixed-actives", required_argument, NULL, 'm' },
 		{ "prefix", required_argument, NULL, 'x' },
+		{ "commit-layer", no_argument, NULL, 'C' },
+		{ "flat", no_argument, NULL, 'F' },
+		{ "snapshotter", required_argument, NULL, 'S' },
+		{ "namespace", required_argument, NULL, 'N' },
+		{ "lease", required_argument, NULL, 'L' },
+		{ "load", no_argument, NULL, 'l' },
+		{ "keep-every", required_argument, NULL, 'k' },
+		{ "report", required_argument, NULL, 'r' },
+		{ "remove-prefix", required_argument, NULL, 'R' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -617,6 +1088,15 @@ int main(int argc, char **argv)
 		case 'b': opt.base_layers = (unsigned)atoi(optarg); break;
 		case 'm': opt.mixed_actives = (unsigned)atoi(optarg); break;
 		case 'x': opt.prefix = optarg; break;
+		case 'C': opt.commit_layer = true; break;
+		case 'F': opt.flat = true; break;
+		case 'S': opt.snapshotter = optarg; break;
+		case 'N': md[0].value = optarg; break;
+		case 'L': md[1].value = optarg; break;
+		case 'l': opt.load = true; break;
+		case 'k': opt.keep_every = (unsigned)atoi(optarg); break;
+		case 'r': opt.report = optarg; break;
+		case 'R': opt.remove_prefix = optarg; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -632,23 +1112,86 @@ int main(int argc, char **argv)
 		fprintf(stderr, "daemon-bench: %s: %s\n", opt.socket, strerror(-r));
 		return 2;
 	}
+	if (opt.commit_layer)
+		method_names[M_COMMIT] = opt.flat ? "Commit (layer.erofs made already, no parent)"
+						  : "Commit (layer.erofs made already, merge)";
+	else if (opt.flat)
+		method_names[M_COMMIT] = "Commit (empty upperdir, no parent)";
+	if (opt.flat)
+		method_names[M_PREPARE] = "Prepare (extract, no parent)";
+	if (opt.load)
+		method_names[M_COMMIT] = "Commit (converts fs/, merges)";
+	if (opt.remove_prefix) {
+		remove_prefix(opt.remove_prefix);
+		unsigned e = atomic_load(&errors);
+		printf("errors: %u\n", e);
+		rpc_client_free(cli);
+		return e ? 1 : 0;
+	}
 	long rss_idle = rss_kib();
 	struct local main_l = { 0 };
 
 	/* 1. the base chain */
 	char parent[256] = "";
+	char **base_names = calloc(opt.base_layers, sizeof(*base_names));
 	for (unsigned k = 0; k < opt.base_layers; k++) {
-		char key[256], name[256];
+		char key[256], name[256], *upper = NULL;
 		snprintf(key, sizeof(key), "%s/base/%u/extract-base%u sha256:base%u", opt.prefix, k, k, k);
 		snprintf(name, sizeof(name), "%s/base/sha256:base%u", opt.prefix, k);
-		if (prepare(NULL, M_PREPARE, false, key, parent, NULL, NULL) < 0 ||
+		if (prepare_x(NULL, M_PREPARE, false, key, parent, 0, NULL, NULL, &upper, NULL) < 0 ||
 		    commit(NULL, name, key) < 0) {
 			fprintf(stderr, "daemon-bench: cannot make the base chain\n");
 			return 1;
 		}
+		if (k == 0 && opt.commit_layer) {
+			/* a layer image to hand to every Commit, as Apply would */
+			char path[4200];
+			const char *slash = upper ? strrchr(upper, '/') : NULL;
+			snprintf(path, sizeof(path), "%.*s/layer.erofs",
+				 (int)(slash ? slash - upper : 0), upper ? upper : "");
+			r = read_file(path, &layer_bytes, &layer_len);
+			if (r < 0) {
+				fprintf(stderr, "daemon-bench: %s: %s\n", path, strerror(-r));
+				return 1;
+			}
+		}
+		free(upper);
+		base_names[k] = strdup(name);
 		snprintf(parent, sizeof(parent), "%s", name);
 	}
 	snprintf(base_key, sizeof(base_key), "%s", parent);
+
+	if (opt.load) {
+		printf("daemon-bench: load, %u clients × %u rounds on a base chain of %u layer(s), "
+		       "every %u%s layer kept\n",
+		       opt.threads, opt.iterations, opt.base_layers, opt.keep_every,
+		       opt.keep_every == 1 ? "st" : "th");
+		double l0 = now_ms();
+		struct worker *lw = calloc(opt.threads, sizeof(*lw));
+		for (unsigned k = 0; k < opt.threads; k++) {
+			lw[k].id = k;
+			pthread_create(&lw[k].t, NULL, load_main, &lw[k]);
+		}
+		for (unsigned k = 0; k < opt.threads; k++) {
+			pthread_join(lw[k].t, NULL);
+			merge_local(&lw[k].l);
+		}
+		free(lw);
+		double load_s = (now_ms() - l0) / 1e3;
+		load_verify((const char *const *)base_names, opt.base_layers);
+		print_table();
+		printf("\nload: %.1f s for %u rounds (%.0f rounds/s); %zu layers kept\n", load_s,
+		       opt.threads * opt.iterations, opt.threads * opt.iterations / load_s, n_kept);
+		if (opt.pid > 0)
+			printf("RSS (VmRSS) of the daemon: idle %.1f MiB, after the load %.1f MiB\n",
+			       rss_idle / 1024.0, rss_kib() / 1024.0);
+		unsigned e = atomic_load(&errors);
+		printf("errors: %u\n", e);
+		free_names(base_names, opt.base_layers);
+		free(layer_bytes);
+		rpc_client_free(cli);
+		return e ? 1 : 0;
+	}
 	long before = list_count(NULL, NULL, NULL, NULL);
 	printf("daemon-bench: %u threads, %u iterations, %u views, base chain of %u layer(s); "
 	       "%ld snapshots before\n",
@@ -715,13 +1258,15 @@ int main(int argc, char **argv)
 		       "with %u views %.1f MiB; after List %.1f MiB; at the end %.1f MiB\n",
 		       rss_idle / 1024.0, rss_cycle / 1024.0, opt.views, rss_views / 1024.0,
 		       rss_list / 1024.0, rss_end / 1024.0);
-	printf("targets: p99 < 5 ms for Stat %.3f, Mounts %.3f / %.3f, View %.3f (at scale %.3f); "
-	       "idle RSS < 32 MiB: %.1f MiB\n",
-	       p99_of(M_STAT), p99_of(M_MOUNTS), p99_of(M_MOUNTS_VIEW), p99_of(M_VIEW),
-	       p99_of(M_VIEW_SCALE),
-	       rss_idle / 1024.0);
+	printf("targets: p99 < 5 ms for Prepare %.3f, View %.3f (at scale %.3f), Commit %.3f, "
+	       "Remove %.3f / %.3f, Mounts %.3f / %.3f, Stat %.3f; idle RSS < 32 MiB: %.1f MiB\n",
+	       p99_of(M_PREPARE), p99_of(M_VIEW), p99_of(M_VIEW_SCALE), p99_of(M_COMMIT),
+	       p99_of(M_REMOVE_VIEW), p99_of(M_REMOVE_COMMITTED), p99_of(M_MOUNTS),
+	       p99_of(M_MOUNTS_VIEW), p99_of(M_STAT), rss_idle / 1024.0);
 	unsigned e = atomic_load(&errors);
 	printf("errors: %u\n", e);
+	free_names(base_names, opt.base_layers);
+	free(layer_bytes);
 	rpc_client_free(cli);
 	return e ? 1 : 0;
 }

@@ -20,25 +20,47 @@
 #   --threads N        concurrent clients (default 16)
 #   --iterations N     cycles per client (default 200) of Prepare(extract key,
 #                      parent = the committed base) / Stat / Mounts /
-#                      Commit (empty upperdir: converts an empty directory) /
-#                      View(base) / Mounts(view) / Remove(view) /
+#                      Commit / View(base) / Mounts(view) / Remove(view) /
 #                      Remove(committed)
+#   --commit-layer     the client puts a layer.erofs beside the extract
+#                      snapshot's fs/ before Commit, as our differ's Apply
+#                      does: Commit converts nothing (default: it converts
+#                      the empty upperdir)
+#   --flat             the cycle's extract snapshots have no parent (a first
+#                      layer): Commit merges no chain (default: on base, so
+#                      Commit writes fsmeta.erofs + merged.vmdk)
 #   --views N          views made on the base, then Stat-ed, Listed and
-#                      removed (default 10000; views, not actives: an active
-#                      runs mkfs.ext4 for a 64 MiB sparse rwlayer.img)
+#                      removed (default 10000)
 #   --base-layers N    length of the committed base chain (default 1; 2 or
 #                      more exercises fsmeta.erofs + merged.vmdk mounts)
-#   --mixed-actives N  clients preparing actives (8 each) while the others
-#                      make views (default 4; 0 skips that phase)
+#   --mixed-actives N  clients preparing actives (8 each: rwlayer.img) while
+#                      the others make views (default 4; 0 skips that phase)
+#   --load             instead of the benchmark, the load test of issue 4
+#                      (tests/integration's load-direct runs it): --threads
+#                      clients × --iterations rounds of Prepare(extract) / a
+#                      file written into the upperdir / Prepare again
+#                      (AlreadyExists) / Commit (converts, merges) / View /
+#                      Mounts / Remove, every 4th round an active child and a
+#                      refused Remove of its parent; every --keep-every N'th
+#                      layer (default 10) is kept and listed in --report FILE
+#                      (client, round, layer.erofs, name); List must hold
+#                      exactly the base and the kept layers afterwards
+#   --remove-prefix P  only remove every snapshot named P..., children first
+#   --snapshotter S, --namespace NS, --lease ID
+#                      talk to containerd's own Snapshots service (--socket
+#                      its socket) for snapshotter S, in namespace NS, under
+#                      lease ID
 #
 # Output: a Markdown table of p50/p99/max latency per method (client side,
 # round trip over the unix socket), the throughput, and the daemon's VmRSS
 # idle (after start, before any call), after the cycle, with N views, after
 # List and at the end. Every reply is checked (mount shapes, Stat's name,
-# kind and parent, List counts with and without a filter); any error or
-# mismatch makes the exit status 1.
+# kind and parent, List counts with and without a filter, the error codes
+# expected); any error or mismatch makes the exit status 1.
 #
-# Targets: p99 < 5 ms for Stat, Mounts and View; idle RSS < 32 MiB.
+# Targets: p99 < 5 ms for Prepare, View, Commit (without conversion or merge:
+# --commit-layer --flat), Remove, Mounts and Stat with 16 clients; idle RSS
+# < 32 MiB.
 set -euo pipefail
 
 BUILD=build
@@ -52,7 +74,7 @@ while [ $# -gt 0 ]; do
 	--keep) KEEP=1; shift ;;
 	--log-level) LEVEL=$2; shift 2 ;;
 	--) shift; break ;;
-	-h|--help) sed -n '2,44p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "daemon-bench: unknown argument $1 (daemon-bench options go after --)" >&2; exit 2 ;;
 	esac
 done

@@ -11,6 +11,27 @@
  * posix_spawn: the daemon has gRPC threads, so no fork). */
 int ext4_create_image(int dirfd, const char *dir_path, const char *name, uint64_t size);
 
+/*
+ * A template of the image, made once by mkfs.ext4 and kept in memory: its
+ * non-zero blocks (some 60 KiB for 64 MiB). Writing a copy costs a few
+ * pwrites and an fsync instead of a mkfs.ext4 process (~5 ms idle, 20 ms
+ * and more under load). Each copy gets a fresh random filesystem UUID, as
+ * mkfs.ext4 would give it: the template is made with metadata_csum_seed, so
+ * checksums do not depend on the UUID, and every superblock copy is patched
+ * (its checksum recomputed). A template whose features would tie checksums
+ * to the UUID keeps the template's UUID in every copy.
+ */
+struct ext4_template;
+
+/* Runs mkfs.ext4 in dirfd (dir_path) under scratch names, reads the image
+ * and removes the scratch files. */
+int ext4_template_new(int dirfd, const char *dir_path, uint64_t size, struct ext4_template **ret);
+void ext4_template_free(struct ext4_template *t);
+/* Creates dirfd/name (which must not exist) as a copy, and fsyncs it. Not
+ * atomic by itself: write it where nobody looks before it is published
+ * (a staging directory). */
+int ext4_template_write(const struct ext4_template *t, int dirfd, const char *name);
+
 /* Bytes actually allocated to a file (st_blocks * 512). */
 int file_allocated_bytes(int dirfd, const char *name, uint64_t *ret);
 

@@ -40,6 +40,9 @@ int layout_open(const char *root, struct layout *ret)
 		goto fail;
 	}
 	*ret = l;
+	pthread_mutex_init(&ret->stage_lock, NULL);
+	pthread_mutex_init(&ret->sync_lock, NULL);
+	pthread_cond_init(&ret->sync_cond, NULL);
 	return 0;
 fail:
 	layout_close(&l);
@@ -52,6 +55,10 @@ void layout_close(struct layout *l)
 	free(l->snapshots);
 	el_closep(&l->snapshots_fd);
 	l->root = l->snapshots = NULL;
+	/* zeroed (layout_open failed): PTHREAD_{MUTEX,COND}_INITIALIZER */
+	pthread_mutex_destroy(&l->stage_lock);
+	pthread_mutex_destroy(&l->sync_lock);
+	pthread_cond_destroy(&l->sync_cond);
 }
 
 char *layout_path(const struct layout *l, uint64_t id, const char *name)
@@ -60,49 +67,6 @@ char *layout_path(const struct layout *l, uint64_t id, const char *name)
 	if (asprintf(&p, "%s/%" PRIu64 "%s%s", l->snapshots, id, name ? "/" : "", name ? name : "") < 0)
 		return NULL;
 	return p;
-}
-
-int layout_create(const struct layout *l, uint64_t id, bool extract_dirs, bool lower_dir)
-{
-	char tmp[64], final[32];
-	_cleanup_close_ int dfd = -1, mfd = -1;
-	int r = 0;
-
-	snprintf(tmp, sizeof(tmp), ".tmp-%" PRIu64, id);
-	snprintf(final, sizeof(final), "%" PRIu64, id);
-	if (mkdirat(l->snapshots_fd, tmp, 0755) < 0)
-		return -errno;
-	dfd = openat(l->snapshots_fd, tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0) {
-		r = -errno;
-		goto fail;
-	}
-	mfd = openat(dfd, LAYOUT_MARKER, O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
-	if (mfd < 0) {
-		r = -errno;
-		goto fail;
-	}
-	if ((extract_dirs && (mkdirat(dfd, "fs", 0755) < 0 || mkdirat(dfd, "work", 0755) < 0)) ||
-	    ((extract_dirs || lower_dir) && mkdirat(dfd, "lower", 0755) < 0)) {
-		r = -errno;
-		goto fail;
-	}
-	if (fsync(dfd) < 0 || renameat(l->snapshots_fd, tmp, l->snapshots_fd, final) < 0 ||
-	    fsync(l->snapshots_fd) < 0) {
-		r = -errno;
-		goto fail;
-	}
-	return 0;
-fail:
-	/* best effort: layout_sweep catches what remains */
-	if (dfd >= 0) {
-		unlinkat(dfd, LAYOUT_MARKER, 0);
-		unlinkat(dfd, "fs", AT_REMOVEDIR);
-		unlinkat(dfd, "work", AT_REMOVEDIR);
-		unlinkat(dfd, "lower", AT_REMOVEDIR);
-	}
-	unlinkat(l->snapshots_fd, tmp, AT_REMOVEDIR);
-	return r;
 }
 
 static void clear_immutable_fd(int fd)
@@ -153,6 +117,158 @@ static int remove_tree(int dirfd, const char *name)
 	return r;
 }
 
+/* ---- staging ---- */
+
+/* Whether name is a stage in flight, under either of its names. */
+static bool stage_listed(struct layout *l, const char *name, bool numeric, uint64_t id)
+{
+	bool found = false;
+
+	pthread_mutex_lock(&l->stage_lock);
+	for (struct layout_stage *st = l->stages; st && !found; st = st->next)
+		found = (numeric && st->id == id) || strcmp(st->name, name) == 0;
+	pthread_mutex_unlock(&l->stage_lock);
+	return found;
+}
+
+static void stage_unlist(struct layout *l, struct layout_stage *st)
+{
+	pthread_mutex_lock(&l->stage_lock);
+	for (struct layout_stage **p = &l->stages; *p; p = &(*p)->next)
+		if (*p == st) {
+			*p = st->next;
+			break;
+		}
+	st->next = NULL;
+	pthread_mutex_unlock(&l->stage_lock);
+}
+
+/* Debris under a name an id of the store's needs now (no record owns it:
+ * the id is handed out only now): moved aside for the next sweep. */
+static int move_aside(struct layout *l, const char *name)
+{
+	char trash[96];
+
+	pthread_mutex_lock(&l->stage_lock);
+	snprintf(trash, sizeof(trash), ".trash-%s.%" PRIu64, name, ++l->stage_seq);
+	pthread_mutex_unlock(&l->stage_lock);
+	return renameat(l->snapshots_fd, name, l->snapshots_fd, trash) < 0 ? -errno : 0;
+}
+
+int layout_stage_new(struct layout *l, uint64_t id, bool extract_dirs, bool lower_dir,
+		     struct layout_stage **ret)
+{
+	struct layout_stage *st = calloc(1, sizeof(*st));
+	_cleanup_close_ int mfd = -1;
+	int r;
+
+	if (!st)
+		return -ENOMEM;
+	st->fd = -1;
+	st->id = id;
+	snprintf(st->name, sizeof(st->name), ".tmp-%" PRIu64, id);
+	/* listed before it exists: a sweep never sees it unlisted */
+	pthread_mutex_lock(&l->stage_lock);
+	st->next = l->stages;
+	l->stages = st;
+	pthread_mutex_unlock(&l->stage_lock);
+	if (mkdirat(l->snapshots_fd, st->name, 0755) < 0 &&
+	    (errno != EEXIST || move_aside(l, st->name) < 0 ||
+	     mkdirat(l->snapshots_fd, st->name, 0755) < 0)) {
+		r = -errno;
+		stage_unlist(l, st);
+		free(st);
+		return r;
+	}
+	st->fd = openat(l->snapshots_fd, st->name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (st->fd < 0) {
+		r = -errno;
+		goto fail;
+	}
+	mfd = openat(st->fd, LAYOUT_MARKER, O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+	if (mfd < 0) {
+		r = -errno;
+		goto fail;
+	}
+	if ((extract_dirs &&
+	     (mkdirat(st->fd, "fs", 0755) < 0 || mkdirat(st->fd, "work", 0755) < 0)) ||
+	    ((extract_dirs || lower_dir) && mkdirat(st->fd, "lower", 0755) < 0)) {
+		r = -errno;
+		goto fail;
+	}
+	*ret = st;
+	return 0;
+fail:
+	layout_stage_free(l, st, false);
+	return r;
+}
+
+/*
+ * fsync of snapshots/ covering every change made to it before the call.
+ * Concurrent callers share fsyncs: one runs at a time, and when it ends it
+ * has covered everybody who asked before it started; the others wait for
+ * the next, which one of them runs. On a file system without a journal each
+ * fsync of a directory is a synchronous write of its blocks, so this saves
+ * most of them under load; with a journal the kernel batches them anyway.
+ */
+static int dir_sync(struct layout *l)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&l->sync_lock);
+	uint64_t mine = ++l->sync_asked;
+	while (l->sync_done < mine && r == 0) {
+		if (l->sync_busy) {
+			pthread_cond_wait(&l->sync_cond, &l->sync_lock);
+			continue;
+		}
+		uint64_t upto = l->sync_asked;
+		l->sync_busy = true;
+		pthread_mutex_unlock(&l->sync_lock);
+		r = fsync(l->snapshots_fd) < 0 ? -errno : 0;
+		pthread_mutex_lock(&l->sync_lock);
+		l->sync_busy = false;
+		/* on failure the others run their own, and may fail too */
+		if (r == 0 && upto > l->sync_done)
+			l->sync_done = upto;
+		pthread_cond_broadcast(&l->sync_cond);
+	}
+	pthread_mutex_unlock(&l->sync_lock);
+	return r;
+}
+
+int layout_stage_publish(struct layout *l, struct layout_stage *st)
+{
+	char final[32];
+
+	if (st->published)
+		return -EINVAL;
+	if (fsync(st->fd) < 0)
+		return -errno;
+	snprintf(final, sizeof(final), "%" PRIu64, st->id);
+	if (renameat(l->snapshots_fd, st->name, l->snapshots_fd, final) < 0) {
+		if ((errno != EEXIST && errno != ENOTEMPTY) || move_aside(l, final) < 0 ||
+		    renameat(l->snapshots_fd, st->name, l->snapshots_fd, final) < 0)
+			return -errno;
+	}
+	st->published = true;
+	return dir_sync(l);
+}
+
+void layout_stage_free(struct layout *l, struct layout_stage *st, bool keep)
+{
+	if (!st)
+		return;
+	el_closep(&st->fd);
+	/* best effort: layout_sweep catches what remains */
+	if (!keep && st->published)
+		layout_remove(l, st->id);
+	else if (!keep)
+		remove_tree(l->snapshots_fd, st->name);
+	stage_unlist(l, st);
+	free(st);
+}
+
 int layout_remove(const struct layout *l, uint64_t id)
 {
 	char name[32], trash[64];
@@ -167,20 +283,27 @@ int layout_remove(const struct layout *l, uint64_t id)
 	return remove_tree(l->snapshots_fd, trash);
 }
 
-int layout_sweep(const struct layout *l, layout_live_fn live, void *ud)
+static void trash_free(struct layout_trash *t)
+{
+	for (size_t i = 0; i < t->n; i++)
+		free(t->names[i]);
+	free(t->names);
+	*t = (struct layout_trash){ 0 };
+}
+
+int layout_sweep_collect(struct layout *l, layout_live_fn live, void *ud, struct layout_trash *ret)
 {
 	int dup_fd = openat(l->snapshots_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	DIR *d = dup_fd >= 0 ? fdopendir(dup_fd) : NULL;
+	struct layout_trash t = { 0 };
 	struct dirent *de;
-	int removed = 0, r = 0;
+	int r = 0;
 
 	if (!d) {
 		if (dup_fd >= 0)
 			close(dup_fd);
 		return -errno;
 	}
-	char **victims = NULL;
-	size_t n = 0;
 	while ((de = readdir(d))) {
 		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
 			continue;
@@ -190,22 +313,55 @@ int layout_sweep(const struct layout *l, layout_live_fn live, void *ud)
 		bool numeric = de->d_name[0] >= '0' && de->d_name[0] <= '9' && !*end && !errno;
 		if (numeric && live(ud, id))
 			continue;
-		char **p = realloc(victims, (n + 1) * sizeof(*victims));
-		if (!p || !(p[n] = strdup(de->d_name))) {
-			victims = p ? p : victims;
+		if (stage_listed(l, de->d_name, numeric, id))
+			continue;
+		/* out of the way under a trash name; when that fails (taken,
+		 * too long) it is deleted where it is */
+		char *name = NULL;
+		if (strncmp(de->d_name, ".trash-", 7) != 0 &&
+		    asprintf(&name, ".trash-%s", de->d_name) >= 0) {
+			if (renameat(l->snapshots_fd, de->d_name, l->snapshots_fd, name) < 0) {
+				bool gone = errno == ENOENT;
+				free(name);
+				name = NULL;
+				if (gone)
+					continue;
+			}
+		}
+		if (!name)
+			name = strdup(de->d_name);
+		char **p = name ? realloc(t.names, (t.n + 1) * sizeof(*t.names)) : NULL;
+		if (!p) {
+			free(name);
 			r = -ENOMEM;
 			break;
 		}
-		victims = p;
-		n++;
+		t.names = p;
+		t.names[t.n++] = name;
 	}
 	closedir(d);
-	for (size_t i = 0; i < n; i++) {
-		if (remove_tree(l->snapshots_fd, victims[i]) == 0)
+	/* what was collected goes in any case: it is out of the numbering */
+	*ret = t;
+	return r;
+}
+
+int layout_sweep_finish(const struct layout *l, struct layout_trash *t)
+{
+	int removed = 0;
+
+	for (size_t i = 0; i < t->n; i++)
+		if (remove_tree(l->snapshots_fd, t->names[i]) == 0)
 			removed++;
-		free(victims[i]);
-	}
-	free(victims);
+	trash_free(t);
+	return removed;
+}
+
+int layout_sweep(struct layout *l, layout_live_fn live, void *ud)
+{
+	struct layout_trash t = { 0 };
+	int r = layout_sweep_collect(l, live, ud, &t);
+	int removed = layout_sweep_finish(l, &t);
+
 	return r < 0 ? r : removed;
 }
 

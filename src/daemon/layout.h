@@ -9,7 +9,9 @@
 #ifndef SES_LAYOUT_H
 #define SES_LAYOUT_H
 
+#include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define LAYOUT_MARKER ".erofslayer"
@@ -18,10 +20,22 @@
 #define LAYOUT_VMDK "merged.vmdk"
 #define LAYOUT_RWLAYER "rwlayer.img"
 
+struct layout_stage;
+
 struct layout {
 	char *root;	 /* absolute */
 	char *snapshots; /* root/snapshots */
 	int snapshots_fd;
+	/* directories in flight (made before their records, outside the
+	 * store's writer lock): a sweep while serving leaves them alone */
+	pthread_mutex_t stage_lock;
+	struct layout_stage *stages;
+	uint64_t stage_seq;
+	/* fsyncs of snapshots/ shared by concurrent callers (layout.c) */
+	pthread_mutex_t sync_lock;
+	pthread_cond_t sync_cond;
+	uint64_t sync_asked, sync_done;
+	bool sync_busy;
 };
 
 int layout_open(const char *root, struct layout *ret);
@@ -30,10 +44,33 @@ void layout_close(struct layout *l);
 /* root/snapshots/<id>[/name] as a malloc'd string */
 char *layout_path(const struct layout *l, uint64_t id, const char *name);
 
-/* Creates snapshots/<id> with its marker (and fs/, work/, lower/ when asked)
- * under a temporary name, then renames it into place: a crash leaves either
- * nothing or a complete directory. */
-int layout_create(const struct layout *l, uint64_t id, bool extract_dirs, bool lower_dir);
+/*
+ * A snapshot's directory is made before its record, outside the store's
+ * writer lock, under the id the store reserved for it (store_reserve_id):
+ *  1. layout_stage_new: snapshots/.tmp-<id> with its marker (and fs/,
+ *     work/, lower/ when asked); the caller may add files through fd;
+ *  2. layout_stage_publish: the directory is made durable, renamed to
+ *     snapshots/<id>, and snapshots/ is fsynced (one fsync for all the
+ *     callers that renamed meanwhile): complete and durable under its final
+ *     name before any record names it;
+ *  3. the record is committed (or not), then layout_stage_free, keeping the
+ *     directory or removing it (under whichever name it has).
+ * Until freed, a stage is in flight: a sweep leaves both its names alone. A
+ * crash at any point leaves a .tmp-<id> or an <id> no record owns, which
+ * the start-up sweep removes.
+ */
+struct layout_stage {
+	char name[40]; /* .tmp-<id>, under snapshots/ */
+	int fd;	       /* the directory */
+	uint64_t id;
+	bool published; /* renamed to snapshots/<id> */
+	struct layout_stage *next;
+};
+
+int layout_stage_new(struct layout *l, uint64_t id, bool extract_dirs, bool lower_dir,
+		     struct layout_stage **ret);
+int layout_stage_publish(struct layout *l, struct layout_stage *st);
+void layout_stage_free(struct layout *l, struct layout_stage *st, bool keep);
 
 /* Removes snapshots/<id> (clearing immutable flags first): renamed away
  * first, then deleted, so a crash midway leaves only a hidden trash entry
@@ -43,11 +80,24 @@ int layout_remove(const struct layout *l, uint64_t id);
 /* Removes snapshots/<id>/<name> and everything below it. */
 int layout_remove_subdir(const struct layout *l, uint64_t id, const char *name);
 
-/* Removes every entry of snapshots/ that is not the directory of a live id
- * (temporary and trash entries, half-made or orphaned directories). Returns
- * the number removed. */
+/*
+ * Sweeping: every entry of snapshots/ that is not the directory of a live id
+ * nor a stage in flight (temporary and trash entries, half-made or orphaned
+ * directories) is garbage. layout_sweep_collect renames each to a
+ * .trash-<name> (cheap; under the store's writer lock, so that no record
+ * changes while directories are judged, and no new directory ever meets an
+ * old one under its name), layout_sweep_finish deletes them (slow: outside
+ * the lock) and returns how many went. layout_sweep does both, for
+ * start-up.
+ */
 typedef bool (*layout_live_fn)(void *ud, uint64_t id);
-int layout_sweep(const struct layout *l, layout_live_fn live, void *ud);
+struct layout_trash {
+	char **names;
+	size_t n;
+};
+int layout_sweep_collect(struct layout *l, layout_live_fn live, void *ud, struct layout_trash *ret);
+int layout_sweep_finish(const struct layout *l, struct layout_trash *t);
+int layout_sweep(struct layout *l, layout_live_fn live, void *ud);
 
 /* Sets or clears FS_IMMUTABLE_FL on snapshots/<id>/<name>; file systems
  * without the flag (tmpfs) are not an error. */

@@ -65,6 +65,16 @@ int sn_cleanup(struct snapshotter *sn, struct el_error *err);
 /* Every snapshot, in key order. */
 int sn_walk(struct snapshotter *sn, store_walk_fn fn, void *ud, struct el_error *err);
 
+/* Writes share transactions (group commit): how many operations went
+ * through, in how many transactions, and the most in one. */
+void sn_group_commit_stats(struct snapshotter *sn, uint64_t *ret_ops, uint64_t *ret_batches,
+			   uint64_t *ret_max);
+
+/* Tests only: fn runs at named points of the write paths (snapshotter.c,
+ * fault()), to stop or kill the process there; NULL to remove it. */
+typedef void (*sn_fault_fn)(const char *point, void *ud);
+void sn_set_fault_hook(struct snapshotter *sn, sn_fault_fn fn, void *ud);
+
 /* An extract snapshot is one whose key's last path element starts with
  * "extract-" (DESIGN §4). */
 bool sn_is_extract_key(const char *key);

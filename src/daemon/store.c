@@ -37,6 +37,7 @@
 
 #include <errno.h>
 #include <lmdb.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -88,12 +89,13 @@ struct store {
 	MDB_env *env;
 	MDB_dbi meta, snaps, ids, parents;
 	/*
-	 * First id not yet handed out by this process. An aborted create does
-	 * not advance the persistent counter, but its directory may already
-	 * exist; without this the next create would get the same id. Only
-	 * touched inside write transactions, which LMDB's writer mutex
-	 * serialises (and orders, for the memory model).
+	 * First id not yet handed out by this process, at least the persistent
+	 * counter. An aborted create does not advance the persistent counter,
+	 * but its directory may already exist; without this the next create
+	 * would get the same id. Ids are also reserved outside transactions
+	 * (store_reserve_id), hence the lock.
 	 */
+	pthread_mutex_t id_lock;
 	uint64_t id_hwm;
 };
 
@@ -102,6 +104,9 @@ struct store_txn {
 	MDB_txn *t;
 	bool write;
 	int poisoned; /* error of a call that failed after it started writing */
+	/* nesting: LMDB allows one open child per transaction, and a parent
+	 * takes no calls while its child is open */
+	struct store_txn *parent, *child;
 	char err[512];
 };
 
@@ -173,6 +178,8 @@ static int txn_usable(struct store_txn *txn, bool write)
 {
 	if (!txn || !txn->t)
 		return -EINVAL;
+	if (txn->child)
+		return txn_errf(txn, -EBUSY, "transaction used while its child is open");
 	if (write && !txn->write)
 		return txn_errf(txn, -EROFS, "write through a read-only transaction");
 	if (txn->poisoned)
@@ -923,6 +930,7 @@ static int store_init_dbs(struct store *s, char *errbuf, size_t errlen)
 			open_err(errbuf, errlen, r, "initialising meta: %s", txn.err);
 			goto fail;
 		}
+		s->id_hwm = 1;
 	} else if (rc) {
 		r = open_err(errbuf, errlen, mdb_errno(rc), "reading meta: %s", mdb_strerror(rc));
 		goto fail;
@@ -944,6 +952,7 @@ static int store_init_dbs(struct store *s, char *errbuf, size_t errlen)
 			open_err(errbuf, errlen, r, "%s", txn.err);
 			goto fail;
 		}
+		s->id_hwm = next;
 	}
 	rc = mdb_txn_commit(txn.t);
 	if (rc)
@@ -972,6 +981,7 @@ int store_open(const char *dir, const struct store_options *opts, struct store *
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
+	pthread_mutex_init(&s->id_lock, NULL);
 	rc = mdb_env_create(&s->env);
 	if (rc)
 		return open_err(errbuf, errlen, mdb_errno(rc), "mdb_env_create: %s",
@@ -1018,6 +1028,7 @@ struct store *store_close(struct store *store)
 	if (!store)
 		return NULL;
 	mdb_env_close(store->env);
+	pthread_mutex_destroy(&store->id_lock);
 	free(store);
 	return NULL;
 }
@@ -1041,12 +1052,50 @@ int store_txn_begin(struct store *store, bool write, struct store_txn **ret_txn)
 	return 0;
 }
 
+int store_txn_begin_nested(struct store_txn *parent, struct store_txn **ret_txn)
+{
+	_cleanup_free_ struct store_txn *txn = NULL;
+	int rc;
+
+	if (!parent || !parent->t || !ret_txn)
+		return -EINVAL;
+	if (!parent->write || parent->child)
+		return -EBUSY;
+	/* a poisoned parent is past saving: it will only be aborted */
+	if (parent->poisoned)
+		return parent->poisoned;
+	txn = calloc(1, sizeof(*txn));
+	if (!txn)
+		return -ENOMEM;
+	txn->store = parent->store;
+	txn->write = true;
+	rc = mdb_txn_begin(parent->store->env, parent->t, 0, &txn->t);
+	if (rc)
+		return mdb_errno(rc);
+	txn->parent = parent;
+	parent->child = txn;
+	*ret_txn = EL_TAKE_PTR(txn);
+	return 0;
+}
+
+/* The transaction has ended (LMDB freed it): unlink it from its family. */
+static void txn_ended(struct store_txn *txn)
+{
+	txn->t = NULL;
+	if (txn->parent) {
+		txn->parent->child = NULL;
+		txn->parent = NULL;
+	}
+}
+
 int store_txn_commit(struct store_txn *txn)
 {
 	int rc;
 
 	if (!txn || !txn->t)
 		return -EINVAL;
+	if (txn->child)
+		return txn_errf(txn, -EBUSY, "commit while a child transaction is open");
 	if (txn->poisoned) {
 		store_txn_abort(txn);
 		return txn->poisoned;
@@ -1055,9 +1104,10 @@ int store_txn_commit(struct store_txn *txn)
 		store_txn_abort(txn);
 		return 0;
 	}
-	/* mdb_txn_commit frees the transaction whatever it returns */
+	/* mdb_txn_commit frees the transaction whatever it returns; a child's
+	 * changes move into its parent, which stays usable even if this fails */
 	rc = mdb_txn_commit(txn->t);
-	txn->t = NULL;
+	txn_ended(txn);
 	return rc ? txn_mdb_err(txn, rc, "commit") : 0;
 }
 
@@ -1065,8 +1115,11 @@ void store_txn_abort(struct store_txn *txn)
 {
 	if (!txn || !txn->t)
 		return;
+	/* LMDB aborts an open child with its parent */
+	if (txn->child)
+		txn_ended(txn->child);
 	mdb_txn_abort(txn->t);
-	txn->t = NULL;
+	txn_ended(txn);
 }
 
 struct store_txn *store_txn_free(struct store_txn *txn)
@@ -1085,8 +1138,24 @@ const char *store_txn_errmsg(const struct store_txn *txn)
 
 /* ---- operations ---- */
 
-int store_create(struct store_txn *txn, const char *key, enum snap_kind kind, const char *parent,
-		 const struct snap_label *labels, size_t n_labels, struct snap_info *ret_info)
+int store_reserve_id(struct store *store, uint64_t *ret_id)
+{
+	int r = 0;
+
+	if (!store || !ret_id)
+		return -EINVAL;
+	pthread_mutex_lock(&store->id_lock);
+	if (!store->id_hwm || store->id_hwm == UINT64_MAX)
+		r = -EOVERFLOW;
+	else
+		*ret_id = store->id_hwm++;
+	pthread_mutex_unlock(&store->id_lock);
+	return r;
+}
+
+static int create(struct store_txn *txn, uint64_t reserved, const char *key, enum snap_kind kind,
+		  const char *parent, const struct snap_label *labels, size_t n_labels,
+		  struct snap_info *ret_info)
 {
 	_cleanup_(snap_info_free) struct snap_info pinfo = {}, out = {};
 	_cleanup_free_ struct snap_label *l = NULL;
@@ -1137,7 +1206,23 @@ int store_create(struct store_txn *txn, const char *key, enum snap_kind kind, co
 	r = meta_get_u64(txn, "next_id", &next);
 	if (r < 0)
 		return r;
-	id = EL_MAX(next, s->id_hwm);
+	if (reserved) {
+		id = reserved;
+		/* a parent made after the reservation (removed and made
+		 * again meanwhile) would break "parents have smaller ids" */
+		if (parent && pinfo.id >= id)
+			return txn_errf(txn, -ESTALE,
+					"parent " KFMT " (id %llu) is newer than id %llu",
+					KARG(parent), (unsigned long long)pinfo.id,
+					(unsigned long long)id);
+	} else {
+		/* claimed now, even if this create fails later: never twice */
+		pthread_mutex_lock(&s->id_lock);
+		id = EL_MAX(next, s->id_hwm);
+		if (id && id != UINT64_MAX)
+			s->id_hwm = id + 1;
+		pthread_mutex_unlock(&s->id_lock);
+	}
 	if (!id || id == UINT64_MAX)
 		return txn_errf(txn, -EOVERFLOW, "snapshot ids exhausted");
 
@@ -1181,14 +1266,31 @@ int store_create(struct store_txn *txn, const char *key, enum snap_kind kind, co
 			if (rc)
 				return txn_poison(txn, txn_mdb_err(txn, rc, "writing parent link"));
 		}
-		r = meta_put_u64(txn, "next_id", id + 1);
-		if (r < 0)
-			return txn_poison(txn, r);
+		/* reserved ids may commit out of order */
+		if (id + 1 > next) {
+			r = meta_put_u64(txn, "next_id", id + 1);
+			if (r < 0)
+				return txn_poison(txn, r);
+		}
 	}
-	s->id_hwm = id + 1;
 	if (ret_info)
 		*ret_info = out, out = (struct snap_info){};
 	return 0;
+}
+
+int store_create(struct store_txn *txn, const char *key, enum snap_kind kind, const char *parent,
+		 const struct snap_label *labels, size_t n_labels, struct snap_info *ret_info)
+{
+	return create(txn, 0, key, kind, parent, labels, n_labels, ret_info);
+}
+
+int store_create_reserved(struct store_txn *txn, uint64_t id, const char *key, enum snap_kind kind,
+			  const char *parent, const struct snap_label *labels, size_t n_labels,
+			  struct snap_info *ret_info)
+{
+	if (!id)
+		return -EINVAL;
+	return create(txn, id, key, kind, parent, labels, n_labels, ret_info);
 }
 
 int store_get(struct store_txn *txn, const char *key, struct snap_info *ret_info)

@@ -5,9 +5,11 @@
  * IDMap) on LMDB, in one file <dir>/metadata.db (DESIGN §6).
  *
  * Records: key → {kind, parent key, id, created, updated, labels, usage,
- * flags}. Ids come from a persistent counter and are never handed out twice
- * (not after Remove, not after reopening, and within one process not even
- * after an aborted transaction); the daemon names snapshots/<id> after them.
+ * flags}. Ids come from a persistent counter: the id of a committed record
+ * is never handed out again (not after Remove, not after reopening), and
+ * within one process no id is handed out twice (not even after an aborted
+ * transaction, nor one reserved and never used); the daemon names
+ * snapshots/<id> after them.
  * Keys are opaque strings (never paths) of 1..STORE_KEY_MAX bytes.
  *
  * Concurrency: one write transaction at a time (LMDB's writer lock: a second
@@ -111,6 +113,17 @@ struct store *store_close(struct store *store);
 
 int store_txn_begin(struct store *store, bool write, struct store_txn **ret_txn);
 /*
+ * A transaction nested in a write transaction, on the parent's thread: its
+ * commit moves its changes into the parent (durable only when the parent
+ * commits), its abort (or a failed call that poisons it) discards them and
+ * leaves the parent as it was. One child at a time; the parent takes no
+ * calls (-EBUSY) until its child has ended, and aborting the parent ends the
+ * child too (free the child object afterwards all the same). This is what
+ * lets several callers' operations share one durable commit, each failing
+ * alone. -EBUSY on a read-only parent or one that has a child already.
+ */
+int store_txn_begin_nested(struct store_txn *parent, struct store_txn **ret_txn);
+/*
  * Ends the transaction, keeping its object (free it with store_txn_free). A
  * write transaction in which some call failed after it had started writing
  * is aborted instead, and the commit returns that call's error: partial
@@ -152,6 +165,21 @@ static inline void store_txn_freep(struct store_txn **p)
  */
 int store_create(struct store_txn *txn, const char *key, enum snap_kind kind, const char *parent,
 		 const struct snap_label *labels, size_t n_labels, struct snap_info *ret_info);
+
+/*
+ * Ids ahead of their record: store_reserve_id hands out the next id outside
+ * any transaction (thread-safe; -EOVERFLOW when exhausted), so that the
+ * daemon can make snapshots/<id> before the record exists, and
+ * store_create_reserved creates the record with it (in any order among
+ * reserved ids: the counter only grows). Its checks are store_create's,
+ * plus -ESTALE when the parent's id is not below id (the parent was made
+ * after the reservation): reserve again. An id reserved and never used is
+ * lost, but may come again after reopening, when no record had it.
+ */
+int store_reserve_id(struct store *store, uint64_t *ret_id);
+int store_create_reserved(struct store_txn *txn, uint64_t id, const char *key, enum snap_kind kind,
+			  const char *parent, const struct snap_label *labels, size_t n_labels,
+			  struct snap_info *ret_info);
 
 int store_get(struct store_txn *txn, const char *key, struct snap_info *ret_info);
 int store_get_by_id(struct store_txn *txn, uint64_t id, struct snap_info *ret_info);

@@ -646,6 +646,205 @@ static void test_poisoned_txn(void **state)
 }
 
 /*
+ * Nested transactions (the daemon's group commit: several callers' writes in
+ * one durable commit, each undone alone when it fails): a child's commit
+ * moves its writes into the parent, its abort or a failed write undoes them
+ * and nothing else, and the parent takes no calls while a child is open.
+ */
+static void test_nested(void **state)
+{
+	struct fx *f = *state;
+	struct store_txn *t, *c = NULL, *c2 = NULL, *r;
+	struct snap_info i = {};
+	uint64_t id_aborted;
+
+	mk(f, "base", SNAP_KIND_ACTIVE, NULL);
+	mk_commit(f, "base", "base-c");
+	t = begin(f, true);
+
+	/* a child that commits: visible in the parent, not outside yet */
+	assert_int_equal(store_txn_begin_nested(t, &c), 0);
+	assert_int_equal(store_create(c, "one", SNAP_KIND_ACTIVE, "base-c", NULL, 0, NULL), 0);
+	/* one child at a time; the parent waits */
+	assert_int_equal(store_txn_begin_nested(t, &c2), -EBUSY);
+	assert_null(c2);
+	assert_int_equal(store_get(t, "one", NULL), -EBUSY);
+	assert_int_equal(store_txn_commit(t), -EBUSY);
+	assert_int_equal(store_txn_commit(c), 0);
+	c = store_txn_free(c);
+	assert_int_equal(store_get(t, "one", NULL), 0);
+	assert_int_equal(get1(f, "one", NULL), -ENOENT);
+
+	/* a child that fails a check leaves nothing, and may still commit
+	 * what it did before */
+	assert_int_equal(store_txn_begin_nested(t, &c), 0);
+	assert_int_equal(store_create(c, "two", SNAP_KIND_VIEW, "base-c", NULL, 0, NULL), 0);
+	assert_int_equal(store_create(c, "one", SNAP_KIND_ACTIVE, NULL, NULL, 0, NULL), -EEXIST);
+	assert_int_equal(store_txn_commit(c), 0);
+	c = store_txn_free(c);
+
+	/* a child that is aborted: its writes are gone, its id is not reused */
+	assert_int_equal(store_txn_begin_nested(t, &c), 0);
+	assert_int_equal(store_create(c, "three", SNAP_KIND_ACTIVE, NULL, NULL, 0, &i), 0);
+	id_aborted = i.id;
+	snap_info_free(&i);
+	assert_int_equal(store_remove(c, "one", NULL, NULL), 0);
+	assert_int_equal(store_remove(c, "base-c", NULL, NULL), -EBUSY); /* "two" is its child */
+	store_txn_abort(c);
+	c = store_txn_free(c);
+	assert_int_equal(store_get(t, "three", NULL), -ENOENT);
+	assert_int_equal(store_get(t, "one", NULL), 0);
+	assert_int_equal(store_txn_begin_nested(t, &c), 0);
+	assert_int_equal(store_create(c, "four", SNAP_KIND_ACTIVE, NULL, NULL, 0, &i), 0);
+	assert_true(i.id > id_aborted);
+	snap_info_free(&i);
+	assert_int_equal(store_txn_commit(c), 0);
+	c = store_txn_free(c);
+
+	/* commit of the parent: every committed child's writes, durably */
+	commit_txn(t);
+	reopen(f);
+	assert_int_equal(get1(f, "one", NULL), 0);
+	assert_int_equal(get1(f, "two", &i), 0);
+	assert_string_equal(i.parent, "base-c");
+	snap_info_free(&i);
+	assert_int_equal(get1(f, "three", NULL), -ENOENT);
+	assert_int_equal(get1(f, "four", NULL), 0);
+	t = begin(f, true);
+	assert_int_equal(store_remove(t, "base-c", NULL, NULL), -EBUSY);
+	store_txn_free(t);
+
+	/* aborting the parent ends its open child; both objects free cleanly */
+	t = begin(f, true);
+	assert_int_equal(store_txn_begin_nested(t, &c), 0);
+	assert_int_equal(store_create(c, "five", SNAP_KIND_ACTIVE, NULL, NULL, 0, NULL), 0);
+	store_txn_abort(t);
+	assert_int_equal(store_create(c, "six", SNAP_KIND_ACTIVE, NULL, NULL, 0, NULL), -EINVAL);
+	assert_int_equal(store_txn_commit(c), -EINVAL);
+	store_txn_free(c);
+	store_txn_free(t);
+	assert_int_equal(get1(f, "five", NULL), -ENOENT);
+
+	/* freeing a parent first is fine too */
+	t = begin(f, true);
+	assert_int_equal(store_txn_begin_nested(t, &c), 0);
+	store_txn_free(t);
+	store_txn_free(c);
+
+	/* nesting needs a write transaction */
+	r = begin(f, false);
+	assert_int_equal(store_txn_begin_nested(r, &c), -EBUSY);
+	store_txn_free(r);
+	assert_int_equal(store_txn_begin_nested(NULL, &c), -EINVAL);
+	mk(f, "after", SNAP_KIND_ACTIVE, NULL);
+}
+
+/* A child whose write fails midway (map full) is poisoned alone: its commit
+ * fails and undoes it, the parent commits the other children's writes. */
+static void test_nested_poisoned(void **state)
+{
+	struct fx *f = *state;
+	struct store_options o = { .map_size = 256 * 1024 };
+	struct store_txn *t, *c = NULL;
+	struct snap_label l = { "big", NULL };
+	char key[64], err[256];
+	int r = 0, n;
+
+	f->s = store_close(f->s);
+	assert_int_equal(store_open(f->dir, &o, &f->s, err, sizeof(err)), 0);
+	l.value = malloc(4000);
+	memset(l.value, 'v', 3999);
+	l.value[3999] = 0;
+
+	t = begin(f, true);
+	assert_int_equal(store_txn_begin_nested(t, &c), 0);
+	assert_int_equal(store_create(c, "small-1", SNAP_KIND_ACTIVE, NULL, NULL, 0, NULL), 0);
+	assert_int_equal(store_txn_commit(c), 0);
+	c = store_txn_free(c);
+
+	assert_int_equal(store_txn_begin_nested(t, &c), 0);
+	for (n = 0; n < 10000; n++) {
+		snprintf(key, sizeof(key), "k%05d", n);
+		r = store_create(c, key, SNAP_KIND_ACTIVE, NULL, &l, 1, NULL);
+		if (r < 0)
+			break;
+	}
+	assert_int_equal(r, -ENOSPC);
+	assert_true(n > 0);
+	assert_int_equal(store_get(c, "small-1", NULL), -ENOSPC);
+	assert_int_equal(store_txn_commit(c), -ENOSPC);
+	c = store_txn_free(c);
+	/* the parent is untouched and goes on */
+	assert_int_equal(store_get(t, "k00000", NULL), -ENOENT);
+	assert_int_equal(store_txn_begin_nested(t, &c), 0);
+	assert_int_equal(store_create(c, "small-2", SNAP_KIND_ACTIVE, NULL, NULL, 0, NULL), 0);
+	assert_int_equal(store_txn_commit(c), 0);
+	c = store_txn_free(c);
+	commit_txn(t);
+	free(l.value);
+	assert_int_equal(get1(f, "small-1", NULL), 0);
+	assert_int_equal(get1(f, "small-2", NULL), 0);
+	assert_int_equal(get1(f, "k00000", NULL), -ENOENT);
+}
+
+/* Ids reserved ahead of their records (the daemon makes snapshots/<id>
+ * first): unique among themselves and with plain creates, committed in any
+ * order, the counter past all of them after a reopen; a parent newer than
+ * the reservation is refused (-ESTALE). */
+static void test_reserved_ids(void **state)
+{
+	struct fx *f = *state;
+	struct store_txn *t;
+	struct snap_info i = {};
+	uint64_t a, b, c, plain, d;
+
+	assert_int_equal(store_reserve_id(f->s, &a), 0);
+	assert_int_equal(store_reserve_id(f->s, &b), 0);
+	assert_true(b > a);
+	/* a plain create after them gets a fresh id too */
+	plain = mk(f, "plain", SNAP_KIND_ACTIVE, NULL);
+	assert_true(plain > b);
+	/* b commits before a */
+	t = begin(f, true);
+	assert_int_equal(store_create_reserved(t, b, "b", SNAP_KIND_ACTIVE, NULL, NULL, 0, &i), 0);
+	assert_int_equal(i.id, b);
+	snap_info_free(&i);
+	commit_txn(t);
+	t = begin(f, true);
+	assert_int_equal(store_create_reserved(t, a, "a", SNAP_KIND_ACTIVE, NULL, NULL, 0, NULL), 0);
+	/* the checks of store_create */
+	assert_int_equal(store_create_reserved(t, a + 1000, "a", SNAP_KIND_ACTIVE, NULL, NULL, 0,
+					       NULL),
+			 -EEXIST);
+	assert_int_equal(store_create_reserved(t, 0, "z", SNAP_KIND_ACTIVE, NULL, NULL, 0, NULL),
+			 -EINVAL);
+	commit_txn(t);
+	assert_int_equal(get1(f, "a", &i), 0);
+	assert_int_equal(i.id, a);
+	snap_info_free(&i);
+
+	/* a parent made after the reservation */
+	assert_int_equal(store_reserve_id(f->s, &c), 0);
+	mk(f, "p", SNAP_KIND_ACTIVE, NULL);
+	mk_commit(f, "p", "p-c");
+	t = begin(f, true);
+	assert_int_equal(store_create_reserved(t, c, "child", SNAP_KIND_VIEW, "p-c", NULL, 0, NULL),
+			 -ESTALE);
+	assert_non_null(strstr(store_txn_errmsg(t), "newer"));
+	assert_int_equal(store_reserve_id(f->s, &d), 0);
+	assert_int_equal(store_create_reserved(t, d, "child", SNAP_KIND_VIEW, "p-c", NULL, 0, NULL),
+			 0);
+	commit_txn(t);
+
+	/* after a reopen the counter is past every committed id; c, never
+	 * used, may come back then */
+	reopen(f);
+	assert_int_equal(store_reserve_id(f->s, &a), 0);
+	assert_true(a > d);
+	assert_true(mk(f, "after", SNAP_KIND_ACTIVE, NULL) > a);
+}
+
+/*
  * A writer killed mid-transaction (SIGKILL: no cleanup runs). What it
  * committed survives, what it had not committed is gone, and the writer
  * lock it died holding does not block the next writer: once when the store
@@ -1605,6 +1804,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_persistence, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_abort, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_poisoned_txn, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_nested, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_nested_poisoned, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reserved_ids, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crash, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_update_mask, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_labels, setup, teardown),

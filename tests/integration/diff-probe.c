@@ -67,6 +67,15 @@ static PbMount **parse_mounts(char *text, size_t *ret_n)
 	return v;
 }
 
+static void free_mounts(PbMount **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(v[i]->options);
+		free(v[i]);
+	}
+	free(v);
+}
+
 static void print_result(int r, const struct rpc_status *st, const Containerd__Types__Descriptor *d)
 {
 	printf("{\"rc\":%d,\"code\":%d,\"status\":", r, st->code);
@@ -114,6 +123,9 @@ int main(int argc, char **argv)
 				     &req.base, &containerd__services__diff__v1__apply_response__descriptor,
 				     (ProtobufCMessage **)&resp, &st);
 		print_result(r, &st, resp ? resp->applied : NULL);
+		free_mounts(req.mounts, req.n_mounts);
+		if (resp)
+			protobuf_c_message_free_unpacked(&resp->base, NULL);
 	} else if (!strcmp(argv[1], "diff") && argc >= 8 && argc <= 10) {
 		Containerd__Services__Diff__V1__DiffRequest req =
 			CONTAINERD__SERVICES__DIFF__V1__DIFF_REQUEST__INIT;
@@ -133,6 +145,10 @@ int main(int argc, char **argv)
 				     &containerd__services__diff__v1__diff_response__descriptor,
 				     (ProtobufCMessage **)&resp, &st);
 		print_result(r, &st, resp ? resp->diff : NULL);
+		free_mounts(req.left, req.n_left);
+		free_mounts(req.right, req.n_right);
+		if (resp)
+			protobuf_c_message_free_unpacked(&resp->base, NULL);
 	} else {
 		goto usage;
 	}
