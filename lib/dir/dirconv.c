@@ -734,7 +734,8 @@ static int list_dir(struct walk *wk, int fd, const char *path)
 		return oom(wk);
 	for (size_t i = 0; i < wk->nnames; i++)
 		wk->sorted[i] = wk->names + wk->offs[i];
-	qsort(wk->sorted, wk->nnames, sizeof(*wk->sorted), name_cmp);
+	if (wk->nnames) /* qsort(NULL, 0) is undefined */
+		qsort(wk->sorted, wk->nnames, sizeof(*wk->sorted), name_cmp);
 	return 0;
 }
 

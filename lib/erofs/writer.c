@@ -352,7 +352,8 @@ static int plan_shared_xattrs(struct plan *p)
 			}
 		}
 	}
-	qsort(p->shared, p->nshared, sizeof(*p->shared), xattr_ptr_cmp);
+	if (p->nshared) /* qsort(NULL, 0) is undefined */
+		qsort(p->shared, p->nshared, sizeof(*p->shared), xattr_ptr_cmp);
 	for (size_t i = 0; i < p->nshared; i++) {
 		p->shared[i]->shared_id = (uint32_t)(p->shared_bytes / 4);
 		p->shared_bytes += el_xattr_entry_size(p->shared[i]);

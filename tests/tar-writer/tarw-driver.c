@@ -278,7 +278,8 @@ static void walk_dir(struct walk *wk, const char *rel)
 	if (errno)
 		die(host, strerror(errno));
 	closedir(d);
-	qsort(names, n, sizeof(*names), cmp_names);
+	if (n) /* qsort(NULL, 0) is undefined */
+		qsort(names, n, sizeof(*names), cmp_names);
 	for (size_t i = 0; i < n; i++) {
 		if (!wk->stop) {
 			char *child = xrealloc(NULL, strlen(rel) + strlen(names[i]) + 2);
