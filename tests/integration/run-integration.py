@@ -1142,8 +1142,9 @@ def t_load_full_direct(env):
 
 @case("kill9-during-mkfs")
 def t_kill_mkfs(env):
-    """kill -9 while Prepare runs mkfs.ext4 for rwlayer.img: the restarted
-    daemon sweeps the half-made directory, the key is free again."""
+    """kill -9 while the first active Prepare runs mkfs.ext4 for the
+    rwlayer.img template: the restarted daemon sweeps the half-made
+    directory, the key is free again."""
     solo = env.solo
     if not solo.proc or solo.proc.poll() is not None:
         solo.start()
