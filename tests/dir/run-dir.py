@@ -874,34 +874,10 @@ def environment_problem():
     return None
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--erofs-layer", help="the erofs-layer binary under test")
-    ap.add_argument("--workdir", help="scratch directory (created)")
-    ap.add_argument("--only", action="append", default=[], metavar="PATTERN")
-    ap.add_argument("--keep", action="store_true", help="keep the work directory's files")
-    ap.add_argument("--list", action="store_true", help="list the cases and exit")
-    ap.add_argument("--no-big", action="store_true", help="skip the 5 GiB case")
-    ap.add_argument("--verbose", action="store_true", help="print the time of each step")
-    args = ap.parse_args()
-    if args.list:
-        for name, _, desc in CASES:
-            print("%-20s %s" % (name, desc))
-        return 0
-    if not args.workdir or not args.erofs_layer:
-        ap.error("--erofs-layer and --workdir are required")
-    why = environment_problem()
-    if why:
-        print("skip dir: cannot run here: %s" % why)
-        print("0 passed, 0 failed, %d skipped" % len(CASES))
-        return 77
-    if not os.access(args.erofs_layer, os.X_OK):
-        print("FAIL setup: %s is not an executable" % args.erofs_layer)
-        print("0 passed, 1 failed")
-        return 1
-    os.umask(0o022)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    ctx = Ctx(args)
+def run_suite(ctx, cases, args):
+    """Runs the selected cases (cleanup-sanity always) in ctx's fresh work
+    directory, one line each, unmounting after every case; prints the
+    summary line and returns the exit status. run-ext4.py uses it too."""
     os.makedirs(ctx.workdir, exist_ok=True)
     for mp in mounts_under(ctx.workdir):
         umount(mp)
@@ -911,7 +887,7 @@ def main():
             rmtree(p)
         os.makedirs(p)
 
-    selected = [c for c in CASES
+    selected = [c for c in cases
                 if not args.only or any(fnmatch.fnmatchcase(c[0], p) for p in args.only)
                 or c[0] == "cleanup-sanity"]
     passed = failed = skipped = 0
@@ -967,6 +943,37 @@ def main():
     print(summary, flush=True)
     return 1 if failed else 0
 
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--erofs-layer", help="the erofs-layer binary under test")
+    ap.add_argument("--workdir", help="scratch directory (created)")
+    ap.add_argument("--only", action="append", default=[], metavar="PATTERN")
+    ap.add_argument("--keep", action="store_true", help="keep the work directory's files")
+    ap.add_argument("--list", action="store_true", help="list the cases and exit")
+    ap.add_argument("--no-big", action="store_true", help="skip the 5 GiB case")
+    ap.add_argument("--verbose", action="store_true", help="print the time of each step")
+    args = ap.parse_args()
+    if args.list:
+        for name, _, desc in CASES:
+            print("%-20s %s" % (name, desc))
+        return 0
+    if not args.workdir or not args.erofs_layer:
+        ap.error("--erofs-layer and --workdir are required")
+    why = environment_problem()
+    if why:
+        print("skip dir: cannot run here: %s" % why)
+        print("0 passed, 0 failed, %d skipped" % len(CASES))
+        return 77
+    if not os.access(args.erofs_layer, os.X_OK):
+        print("FAIL setup: %s is not an executable" % args.erofs_layer)
+        print("0 passed, 1 failed")
+        return 1
+    os.umask(0o022)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    ctx = Ctx(args)
+    return run_suite(ctx, CASES, args)
 
 if __name__ == "__main__":
     sys.exit(main())

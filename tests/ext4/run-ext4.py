@@ -18,7 +18,6 @@ kernel, mkfs.ext4/debugfs/e2fsck missing). Python 3 standard library only.
 """
 
 import argparse
-import fnmatch
 import hashlib
 import importlib.util
 import os
@@ -30,7 +29,6 @@ import struct
 import subprocess
 import sys
 import time
-import traceback
 
 sys.dont_write_bytecode = True
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -48,13 +46,12 @@ def _load(name, path):
 # context (mounts, checks) and failure types are reused as they are
 rd = _load("run_dir", os.path.join(TESTS, "dir", "run-dir.py"))
 treecmp = rd.treecmp
-run, tail, CmdError = rd.run, rd.tail, rd.CmdError
+run, tail = rd.run, rd.tail
 CaseFailed, CaseSkipped, fail, check = rd.CaseFailed, rd.CaseSkipped, rd.fail, rd.check
 snapshot, compare, drop, write = rd.snapshot, rd.compare, rd.drop, rd.write
 
 EXIT_BADINPUT = rd.EXIT_BADINPUT
 EXIT_USAGE = rd.EXIT_USAGE
-MAX_DETAILS = 12
 SB_UUID = rd.SB_UUID
 UUID = "00112233445566778899aabbccddeeff"
 GIB = 1 << 30
@@ -930,71 +927,7 @@ def main():
     os.umask(0o022)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ctx = Ctx(args)
-    os.makedirs(ctx.workdir, exist_ok=True)
-    for mp in rd.mounts_under(ctx.workdir):
-        rd.umount(mp)
-    for d in rd.SUBDIRS:
-        p = os.path.join(ctx.workdir, d)
-        if os.path.lexists(p):
-            rd.rmtree(p)
-        os.makedirs(p)
-
-    selected = [c for c in CASES
-                if not args.only or any(fnmatch.fnmatchcase(c[0], p) for p in args.only)
-                or c[0] == "cleanup-sanity"]
-    passed = failed = skipped = 0
-    try:
-        for name, fn, _ in selected:
-            t0 = time.time()
-            try:
-                fn(ctx)
-            except CaseSkipped as e:
-                skipped += 1
-                print("skip %s: %s" % (name, e), flush=True)
-                continue
-            except CaseFailed as e:
-                failed += 1
-                print("FAIL %s: %s" % (name, e.reason), flush=True)
-                for d in e.details[:MAX_DETAILS]:
-                    print("    %s" % d)
-                if len(e.details) > MAX_DETAILS:
-                    print("    ... and %d more" % (len(e.details) - MAX_DETAILS))
-                sys.stdout.flush()
-            except (KeyboardInterrupt, SystemExit):
-                failed += 1
-                print("FAIL %s: interrupted" % name, flush=True)
-                raise
-            except CmdError as e:
-                failed += 1
-                print("FAIL %s: %s" % (name, e), flush=True)
-            except Exception as e:
-                failed += 1
-                print("FAIL %s: %s: %s" % (name, type(e).__name__, e), flush=True)
-                for line in traceback.format_exc().rstrip().splitlines()[-6:]:
-                    print("    %s" % line)
-            else:
-                passed += 1
-                print("ok %s" % name, flush=True)
-            finally:
-                for e in ctx.umount_all():
-                    print("    cleanup: %s" % e)
-                if args.verbose:
-                    print("# %s took %.1fs" % (name, time.time() - t0), flush=True)
-    finally:
-        for e in ctx.umount_all():
-            print("    cleanup: %s" % e)
-        if not args.keep:
-            for d in rd.SUBDIRS:
-                try:
-                    rd.rmtree(os.path.join(ctx.workdir, d))
-                except OSError:
-                    pass
-    summary = "%d passed, %d failed" % (passed, failed)
-    if skipped:
-        summary += ", %d skipped" % skipped
-    print(summary, flush=True)
-    return 1 if failed else 0
-
+    return rd.run_suite(ctx, CASES, args)
 
 if __name__ == "__main__":
     sys.exit(main())
