@@ -30,8 +30,10 @@
 #include "erofs-layer/writer.h"
 #include "dir/overlay-upper-internal.h"
 #include "shared/io.h"
+#include "shared/links.h"
 #include "shared/macro.h"
 #include "shared/sha256.h"
+#include "shared/util.h"
 
 #define WHAT "directory"
 #define DATA_CHUNK (1u << 20)
@@ -46,12 +48,6 @@ struct pending_dir {
 	char *path; /* relative to the root, "" for the root */
 	dev_t dev;
 	ino_t ino;
-};
-
-struct link_slot {
-	dev_t dev;
-	ino_t ino;
-	char *path; /* the first path of this inode; NULL: empty slot */
 };
 
 struct walk {
@@ -75,8 +71,7 @@ struct walk {
 	size_t qhead, qtail, qcap;
 
 	/* (st_dev, st_ino) → first path, for non-directories with st_nlink > 1 */
-	struct link_slot *links;
-	size_t nlinks, links_cap; /* links_cap: 0 or a power of two */
+	struct el_links links; /* inode → first path */
 
 	/* the names of the directory being handled */
 	uint8_t *dents;
@@ -160,24 +155,6 @@ static bool cancelled(const struct walk *wk)
 	return wk->opts->cancel && atomic_load(wk->opts->cancel);
 }
 
-/* ---- growable buffers ---- */
-
-static int grow(void **p, size_t *cap, size_t need, size_t elem)
-{
-	if (need <= *cap)
-		return 0;
-	size_t n = EL_MAX(*cap * 2, EL_MAX(need, (size_t)64));
-	size_t bytes;
-	if (el_mul_overflow(n, elem, &bytes))
-		return -ENOMEM;
-	void *q = realloc(*p, bytes);
-	if (!q)
-		return -ENOMEM;
-	*p = q;
-	*cap = n;
-	return 0;
-}
-
 /* ---- xattrs ---- */
 
 /* 1: keep, 0: drop, < 0: error (el_xattr_filter's rules). */
@@ -222,7 +199,7 @@ static int read_xattrs(struct walk *wk, int fd, bool proc, const char *path, siz
 		ssize_t need = proc ? listxattr(pp, NULL, 0) : flistxattr(fd, NULL, 0);
 		if (need < 0)
 			return fail(wk, -errno, path, "cannot list xattrs: %s", strerror(errno));
-		if (grow((void **)&wk->xnames, &wk->xnames_cap, (size_t)need + 256, 1) < 0)
+		if (el_grow((void **)&wk->xnames, &wk->xnames_cap, (size_t)need + 256, 1) < 0)
 			return oom(wk);
 	}
 	for (size_t off = 0; off < (size_t)len;) {
@@ -236,7 +213,7 @@ static int read_xattrs(struct walk *wk, int fd, bool proc, const char *path, siz
 			return r;
 		if (!r)
 			continue;
-		if (grow((void **)&wk->xvalues, &wk->xvalues_cap, used + XATTR_VALUE_MAX, 1) < 0)
+		if (el_grow((void **)&wk->xvalues, &wk->xvalues_cap, used + XATTR_VALUE_MAX, 1) < 0)
 			return oom(wk);
 		ssize_t vl = proc ? getxattr(pp, name, wk->xvalues + used, XATTR_VALUE_MAX)
 				  : fgetxattr(fd, name, wk->xvalues + used, XATTR_VALUE_MAX);
@@ -246,8 +223,8 @@ static int read_xattrs(struct walk *wk, int fd, bool proc, const char *path, siz
 			return fail(wk, -errno, path, "cannot read xattr '%.80s': %s", name,
 				    strerror(errno));
 		}
-		if (grow((void **)&wk->kv, &wk->kv_cap, n + 1, sizeof(*wk->kv)) < 0 ||
-		    grow((void **)&wk->kv_off, &wk->kv_off_cap, n + 1, sizeof(*wk->kv_off)) < 0)
+		if (el_grow((void **)&wk->kv, &wk->kv_cap, n + 1, sizeof(*wk->kv)) < 0 ||
+		    el_grow((void **)&wk->kv_off, &wk->kv_off_cap, n + 1, sizeof(*wk->kv_off)) < 0)
 			return oom(wk);
 		wk->kv[n] = (struct el_xattr_kv){ .name = name, .value_len = (size_t)vl };
 		wk->kv_off[n] = used;
@@ -263,60 +240,18 @@ static int read_xattrs(struct walk *wk, int fd, bool proc, const char *path, siz
 
 /* ---- hard links ---- */
 
-static size_t link_hash(dev_t dev, ino_t ino)
-{
-	uint64_t h = (uint64_t)ino * 0x9e3779b97f4a7c15ull ^ (uint64_t)dev * 0xc2b2ae3d27d4eb4full;
-	return (size_t)(h ^ (h >> 29));
-}
-
-static struct link_slot *link_find(struct walk *wk, dev_t dev, ino_t ino)
-{
-	size_t mask = wk->links_cap - 1;
-
-	for (size_t i = link_hash(dev, ino) & mask;; i = (i + 1) & mask) {
-		struct link_slot *s = &wk->links[i];
-		if (!s->path || (s->dev == dev && s->ino == ino))
-			return s;
-	}
-}
-
-static int links_grow(struct walk *wk)
-{
-	size_t cap = wk->links_cap ? wk->links_cap * 2 : 256;
-	struct link_slot *old = wk->links;
-	size_t oldcap = wk->links_cap;
-
-	wk->links = calloc(cap, sizeof(*wk->links));
-	if (!wk->links) {
-		wk->links = old;
-		return -ENOMEM;
-	}
-	wk->links_cap = cap;
-	for (size_t i = 0; i < oldcap; i++)
-		if (old[i].path)
-			*link_find(wk, old[i].dev, old[i].ino) = old[i];
-	free(old);
-	return 0;
-}
-
 /* The first path of this inode, or NULL after recording path as its first. */
 static int link_first(struct walk *wk, const struct stat *st, const char *path,
 		      const char **ret_first)
 {
+	struct el_link_slot *s;
+	bool seen;
+
 	*ret_first = NULL;
-	if ((wk->nlinks + 1) * 2 > wk->links_cap && links_grow(wk) < 0)
+	if (el_links_claim(&wk->links, st->st_dev, st->st_ino, path, false, &s, &seen) < 0)
 		return oom(wk);
-	struct link_slot *s = link_find(wk, st->st_dev, st->st_ino);
-	if (s->path) {
+	if (seen)
 		*ret_first = s->path;
-		return 0;
-	}
-	s->path = strdup(path);
-	if (!s->path)
-		return oom(wk);
-	s->dev = st->st_dev;
-	s->ino = st->st_ino;
-	wk->nlinks++;
 	return 0;
 }
 
@@ -526,7 +461,7 @@ static int queue_push(struct walk *wk, const char *path, dev_t dev, ino_t ino)
 		wk->qtail -= wk->qhead;
 		wk->qhead = 0;
 	}
-	if (grow((void **)&wk->queue, &wk->qcap, wk->qtail + 1, sizeof(*wk->queue)) < 0)
+	if (el_grow((void **)&wk->queue, &wk->qcap, wk->qtail + 1, sizeof(*wk->queue)) < 0)
 		return oom(wk);
 	char *p = strdup(path);
 	if (!p)
@@ -718,9 +653,9 @@ static int list_dir(struct walk *wk, int fd, const char *path)
 			if (name[0] == '.' && (!name[1] || (name[1] == '.' && !name[2])))
 				continue;
 			size_t nl = strlen(name);
-			if (grow((void **)&wk->names, &wk->names_cap, wk->names_len + nl + 1, 1) <
+			if (el_grow((void **)&wk->names, &wk->names_cap, wk->names_len + nl + 1, 1) <
 				    0 ||
-			    grow((void **)&wk->offs, &wk->offs_cap, wk->nnames + 1,
+			    el_grow((void **)&wk->offs, &wk->offs_cap, wk->nnames + 1,
 				 sizeof(*wk->offs)) < 0)
 				return oom(wk);
 			memcpy(wk->names + wk->names_len, name, nl + 1);
@@ -782,9 +717,7 @@ static void walk_release(struct walk *wk)
 	for (size_t i = wk->qhead; i < wk->qtail; i++)
 		free(wk->queue[i].path);
 	free(wk->queue);
-	for (size_t i = 0; i < wk->links_cap; i++)
-		free(wk->links[i].path);
-	free(wk->links);
+	el_links_free(&wk->links);
 	free(wk->dents);
 	free(wk->names);
 	free(wk->offs);

@@ -6,27 +6,24 @@
 #include <stdio.h>
 #include <string.h>
 
-static bool has_prefix(const char *s, const char *prefix)
-{
-	return strncmp(s, prefix, strlen(prefix)) == 0;
-}
+#include "shared/util.h"
 
 int el_xattr_filter(const char *name, bool overlay_upper, char *msg, size_t len)
 {
 	if (len)
 		msg[0] = 0;
-	if (!has_prefix(name, "user.") && !has_prefix(name, "trusted.") &&
-	    !has_prefix(name, "security.") && strcmp(name, "system.posix_acl_access") != 0 &&
+	if (!el_has_prefix(name, "user.") && !el_has_prefix(name, "trusted.") &&
+	    !el_has_prefix(name, "security.") && strcmp(name, "system.posix_acl_access") != 0 &&
 	    strcmp(name, "system.posix_acl_default") != 0) {
 		snprintf(msg, len, "dropping xattr '%.80s': EROFS cannot store its namespace", name);
 		return 0;
 	}
-	if (!overlay_upper || !has_prefix(name, "trusted.overlay."))
+	if (!overlay_upper || !el_has_prefix(name, "trusted.overlay."))
 		return 1;
 	const char *s = name + strlen("trusted.overlay.");
 	/* opaque: kept as the image's own marker; overlay.*: an escaped xattr
 	 * of the merged view, which a lower layer stores the same way */
-	if (strcmp(s, "opaque") == 0 || has_prefix(s, "overlay."))
+	if (strcmp(s, "opaque") == 0 || el_has_prefix(s, "overlay."))
 		return 1;
 	if (strcmp(s, "redirect") == 0 || strcmp(s, "metacopy") == 0) {
 		snprintf(msg, len,

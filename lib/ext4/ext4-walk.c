@@ -34,7 +34,9 @@
 #include <string.h>
 
 #include "erofs-layer/tree.h"
+#include "shared/links.h"
 #include "shared/macro.h"
+#include "shared/util.h"
 
 #define WHAT "ext4"
 #define SHOW_MAX 320u	      /* bytes of a path shown in a message */
@@ -100,12 +102,6 @@ struct kv_off {
 	size_t name, value;
 };
 
-struct link_slot {
-	uint32_t ino; /* 0: empty */
-	bool dir;
-	char *path; /* first path met ("." for the walked root) */
-};
-
 struct walk {
 	struct el_ext4 *e4;
 	ext2_filsys fs;
@@ -133,8 +129,7 @@ struct walk {
 	size_t inl_len, inl_cap;
 
 	/* inode → first path (non-directories with links > 1, directories) */
-	struct link_slot *links;
-	size_t nlinks, links_cap;
+	struct el_links links; /* paths: "." for the walked root */
 
 	struct frame *stack;
 	size_t depth, stack_cap;
@@ -261,22 +256,6 @@ static bool cancelled(const struct walk *wk)
 static int cancel_error(struct walk *wk)
 {
 	return el_error_set(wk->err, -ECANCELED, NULL, EL_NO_OFFSET, "cancelled");
-}
-
-static int grow(void **p, size_t *cap, size_t need, size_t elem)
-{
-	if (need <= *cap)
-		return 0;
-	size_t n = EL_MAX(*cap * 2, EL_MAX(need, (size_t)16));
-	size_t bytes;
-	if (el_mul_overflow(n, elem, &bytes))
-		return -ENOMEM;
-	void *q = realloc(*p, bytes);
-	if (!q)
-		return -ENOMEM;
-	*p = q;
-	*cap = n;
-	return 0;
 }
 
 /* ---- open, close ---- */
@@ -488,7 +467,7 @@ static int arena_put(struct walk *wk, const void *p, size_t len, size_t *ret_off
 	size_t need;
 
 	if (el_add_overflow(wk->arena_len, len, &need) ||
-	    grow((void **)&wk->arena, &wk->arena_cap, need, 1) < 0)
+	    el_grow((void **)&wk->arena, &wk->arena_cap, need, 1) < 0)
 		return -ENOMEM;
 	if (len)
 		memcpy(wk->arena + wk->arena_len, p, len);
@@ -520,7 +499,7 @@ static int xattr_one(char *name, char *value, size_t value_len, void *data)
 	if (acl) {
 		/* at most 8 bytes out per 4 bytes in */
 		size_t cap = value_len * 2 + 8, n;
-		if (grow((void **)&wk->arena, &wk->arena_cap, wk->arena_len + cap, 1) < 0)
+		if (el_grow((void **)&wk->arena, &wk->arena_cap, wk->arena_len + cap, 1) < 0)
 			goto nomem;
 		int r = acl_from_disk((const uint8_t *)value, value_len,
 				      (uint8_t *)wk->arena + wk->arena_len, cap, &n);
@@ -537,8 +516,8 @@ static int xattr_one(char *name, char *value, size_t value_len, void *data)
 	} else if (arena_put(wk, value, value_len, &voff) < 0) {
 		goto nomem;
 	}
-	if (grow((void **)&wk->kv, &wk->kv_cap, wk->nkv + 1, sizeof(*wk->kv)) < 0 ||
-	    grow((void **)&wk->kv_off, &wk->kv_off_cap, wk->nkv + 1, sizeof(*wk->kv_off)) < 0)
+	if (el_grow((void **)&wk->kv, &wk->kv_cap, wk->nkv + 1, sizeof(*wk->kv)) < 0 ||
+	    el_grow((void **)&wk->kv_off, &wk->kv_off_cap, wk->nkv + 1, sizeof(*wk->kv_off)) < 0)
 		goto nomem;
 	wk->kv_off[wk->nkv] = (struct kv_off){ .name = noff, .value = voff };
 	wk->kv[wk->nkv].value_len = value_len;
@@ -607,7 +586,7 @@ static int load_inline(struct walk *wk)
 {
 	size_t len = EXT4_MIN_INLINE_DATA_SIZE + (wk->has_idata ? wk->idata_len : 0);
 
-	if (grow((void **)&wk->inl, &wk->inl_cap, len, 1) < 0)
+	if (el_grow((void **)&wk->inl, &wk->inl_cap, len, 1) < 0)
 		return oom(wk);
 	memcpy(wk->inl, wk->inode->i_block, EXT4_MIN_INLINE_DATA_SIZE);
 	if (wk->has_idata && wk->idata_len)
@@ -628,7 +607,7 @@ static int add_run(struct el_ext4_file *f, uint64_t lblk, uint64_t pblk, uint64_
 			return 0;
 		}
 	}
-	if (grow((void **)&f->runs, &f->runs_cap, f->nruns + 1, sizeof(*f->runs)) < 0)
+	if (el_grow((void **)&f->runs, &f->runs_cap, f->nruns + 1, sizeof(*f->runs)) < 0)
 		return -ENOMEM;
 	f->runs[f->nruns++] = (struct run){ .lblk = lblk, .pblk = pblk, .len = len };
 	return 0;
@@ -804,7 +783,7 @@ static int file_map(struct walk *wk, struct el_ext4_file *f, const char *path)
 	f->hint = 0;
 	if (f->is_inline) {
 		if (f->size) {
-			if (grow((void **)&f->ext, &f->ext_cap, 1, sizeof(*f->ext)) < 0)
+			if (el_grow((void **)&f->ext, &f->ext_cap, 1, sizeof(*f->ext)) < 0)
 				return oom(wk);
 			f->ext[f->next++] = (struct el_ext4_extent){ .off = 0, .len = f->size };
 		}
@@ -822,7 +801,7 @@ static int file_map(struct walk *wk, struct el_ext4_file *f, const char *path)
 			f->ext[f->next - 1].len += end - off;
 			continue;
 		}
-		if (grow((void **)&f->ext, &f->ext_cap, f->next + 1, sizeof(*f->ext)) < 0)
+		if (el_grow((void **)&f->ext, &f->ext_cap, f->next + 1, sizeof(*f->ext)) < 0)
 			return oom(wk);
 		f->ext[f->next++] = (struct el_ext4_extent){ .off = off, .len = end - off };
 	}
@@ -944,61 +923,12 @@ int64_t el_ext4_file_read(struct el_ext4_file *f, void *buf, size_t len, uint64_
 
 /* ---- inode table: first paths ---- */
 
-static size_t link_hash(uint32_t ino)
-{
-	uint64_t h = (uint64_t)ino * 0x9e3779b97f4a7c15ull;
-	return (size_t)(h ^ (h >> 29));
-}
-
-static struct link_slot *link_find(struct walk *wk, uint32_t ino)
-{
-	size_t mask = wk->links_cap - 1;
-
-	for (size_t i = link_hash(ino) & mask;; i = (i + 1) & mask) {
-		struct link_slot *s = &wk->links[i];
-		if (!s->ino || s->ino == ino)
-			return s;
-	}
-}
-
-static int links_grow(struct walk *wk)
-{
-	size_t cap = wk->links_cap ? wk->links_cap * 2 : 256;
-	struct link_slot *old = wk->links;
-	size_t oldcap = wk->links_cap;
-
-	wk->links = calloc(cap, sizeof(*wk->links));
-	if (!wk->links) {
-		wk->links = old;
-		return -ENOMEM;
-	}
-	wk->links_cap = cap;
-	for (size_t i = 0; i < oldcap; i++)
-		if (old[i].ino)
-			*link_find(wk, old[i].ino) = old[i];
-	free(old);
-	return 0;
-}
-
 /* The slot of ino: filled (seen before) or new, claimed for path. */
 static int link_claim(struct walk *wk, uint32_t ino, bool dir, const char *path,
-		      struct link_slot **ret, bool *ret_seen)
+		      struct el_link_slot **ret, bool *ret_seen)
 {
-	if ((wk->nlinks + 1) * 2 > wk->links_cap && links_grow(wk) < 0)
+	if (el_links_claim(&wk->links, 0, ino, path[0] ? path : ".", dir, ret, ret_seen) < 0)
 		return oom(wk);
-	struct link_slot *s = link_find(wk, ino);
-	if (s->ino) {
-		*ret = s;
-		*ret_seen = true;
-		return 0;
-	}
-	if (!(s->path = strdup(path[0] ? path : ".")))
-		return oom(wk);
-	s->ino = ino;
-	s->dir = dir;
-	wk->nlinks++;
-	*ret = s;
-	*ret_seen = false;
 	return 0;
 }
 
@@ -1023,8 +953,8 @@ static int add_name(struct walk *wk, const char *path, ext2_ino_t dir, uint32_t 
 			    name);
 	if (wk->names_len + nl + 1 > UINT32_MAX)
 		return fail(wk, -EUCLEAN, path, dir, "directory too large");
-	if (grow((void **)&wk->names, &wk->names_cap, wk->names_len + nl + 1, 1) < 0 ||
-	    grow((void **)&wk->ents, &wk->ents_cap, wk->nents + 1, sizeof(*wk->ents)) < 0)
+	if (el_grow((void **)&wk->names, &wk->names_cap, wk->names_len + nl + 1, 1) < 0 ||
+	    el_grow((void **)&wk->ents, &wk->ents_cap, wk->nents + 1, sizeof(*wk->ents)) < 0)
 		return oom(wk);
 	memcpy(wk->names + wk->names_len, name, nl);
 	wk->names[wk->names_len + nl] = 0;
@@ -1129,7 +1059,7 @@ static int list_dir(struct walk *wk, const char *path)
 
 static int push_dir(struct walk *wk, size_t plen)
 {
-	if (grow((void **)&wk->stack, &wk->stack_cap, wk->depth + 1, sizeof(*wk->stack)) < 0)
+	if (el_grow((void **)&wk->stack, &wk->stack_cap, wk->depth + 1, sizeof(*wk->stack)) < 0)
 		return oom(wk);
 	struct frame *fr = &wk->stack[wk->depth];
 	*fr = (struct frame){ .plen = plen, .n = wk->nents };
@@ -1230,7 +1160,7 @@ static int visit(struct walk *wk, const struct visitor *v, uint32_t ino, const c
 		return 0;
 	}
 	if (fmt == LINUX_S_IFDIR) {
-		struct link_slot *s;
+		struct el_link_slot *s;
 		bool seen;
 		r = link_claim(wk, ino, true, path, &s, &seen);
 		if (r < 0)
@@ -1259,7 +1189,7 @@ static int visit(struct walk *wk, const struct visitor *v, uint32_t ino, const c
 		rdev = in->i_block[0] ? in->i_block[0] : in->i_block[1];
 	bool whiteout = fmt == LINUX_S_IFCHR && rdev == 0;
 	if (in->i_links_count > 1 && !whiteout) {
-		struct link_slot *s;
+		struct el_link_slot *s;
 		bool seen;
 		r = link_claim(wk, ino, false, path, &s, &seen);
 		if (r < 0)
@@ -1397,9 +1327,7 @@ static void walk_release(struct walk *wk)
 	while (wk->depth)
 		pop_dir(wk);
 	free(wk->stack);
-	for (size_t i = 0; i < wk->links_cap; i++)
-		free(wk->links[i].path);
-	free(wk->links);
+	el_links_free(&wk->links);
 	free(wk->inode);
 	free(wk->kv);
 	free(wk->kv_off);

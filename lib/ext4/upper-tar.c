@@ -9,6 +9,7 @@
 
 #include "erofs-layer/ext4.h"
 #include "shared/macro.h"
+#include "shared/util.h"
 
 #define OVL "trusted.overlay."
 #define OVL_ESCAPED "trusted.overlay.overlay."
@@ -22,12 +23,8 @@ struct upper_tar {
 	struct el_xattr_kv *xattrs; /* scratch: what is written of an entry's xattrs */
 	size_t xattrs_cap;
 	char **names; /* unescaped names */
+	size_t names_cap;
 };
-
-static bool has_prefix(const char *s, const char *p)
-{
-	return strncmp(s, p, strlen(p)) == 0;
-}
 
 static const struct el_xattr_kv *find_xattr(const struct el_entry *e, const char *name)
 {
@@ -53,20 +50,12 @@ static int filter_xattrs(struct upper_tar *ut, const struct el_entry *e, size_t 
 {
 	size_t n = 0;
 
-	if (e->nxattrs > ut->xattrs_cap) {
-		struct el_xattr_kv *x = realloc(ut->xattrs, e->nxattrs * sizeof(*x));
-		char **names = realloc(ut->names, e->nxattrs * sizeof(*names));
-		if (x)
-			ut->xattrs = x;
-		if (names)
-			ut->names = names;
-		if (!x || !names)
-			return el_error_set(err, -ENOMEM, "ext4", EL_NO_OFFSET, "out of memory");
-		ut->xattrs_cap = e->nxattrs;
-	}
+	if (el_grow((void **)&ut->xattrs, &ut->xattrs_cap, e->nxattrs, sizeof(*ut->xattrs)) < 0 ||
+	    el_grow((void **)&ut->names, &ut->names_cap, e->nxattrs, sizeof(*ut->names)) < 0)
+		return el_error_set(err, -ENOMEM, "ext4", EL_NO_OFFSET, "out of memory");
 	for (size_t i = 0; i < e->nxattrs; i++) {
 		const struct el_xattr_kv *x = &e->xattrs[i];
-		if (has_prefix(x->name, OVL_ESCAPED)) {
+		if (el_has_prefix(x->name, OVL_ESCAPED)) {
 			ut->xattrs[n] = *x;
 			/* "trusted.overlay.overlay.X" → "trusted.overlay.X", in place
 			 * of a copy: the name ends the same way */
@@ -77,7 +66,7 @@ static int filter_xattrs(struct upper_tar *ut, const struct el_entry *e, size_t 
 			n++;
 			continue;
 		}
-		if (has_prefix(x->name, OVL)) {
+		if (el_has_prefix(x->name, OVL)) {
 			const char *k = x->name + strlen(OVL);
 			if (!strcmp(k, "redirect") || !strcmp(k, "metacopy"))
 				return el_error_set(err, -EOPNOTSUPP, "ext4", EL_NO_OFFSET,
@@ -105,14 +94,8 @@ static void free_names(struct upper_tar *ut, size_t n)
 static int sibling_name(struct upper_tar *ut, const char *path, const char *prefix, bool child,
 			struct el_error *err)
 {
-	size_t need = strlen(path) + strlen(prefix) + 3;
-	if (need > ut->path_cap) {
-		char *p = realloc(ut->path, need);
-		if (!p)
-			return el_error_set(err, -ENOMEM, "ext4", EL_NO_OFFSET, "out of memory");
-		ut->path = p;
-		ut->path_cap = need;
-	}
+	if (el_grow((void **)&ut->path, &ut->path_cap, strlen(path) + strlen(prefix) + 3, 1) < 0)
+		return el_error_set(err, -ENOMEM, "ext4", EL_NO_OFFSET, "out of memory");
 	if (child) { /* "<path>/<prefix>" */
 		snprintf(ut->path, ut->path_cap, "%s/%s", path, prefix);
 		return 0;

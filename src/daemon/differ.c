@@ -19,37 +19,59 @@
 #include "layout.h"
 #include "shared/io.h"
 #include "shared/macro.h"
+#include "shared/util.h"
 #include "shared/sha256.h"
 
-static bool has_prefix(const char *s, const char *p)
+/* The layer tar media types, OCI and Docker names; only the distributable
+ * ones are written by Compare. */
+static const struct {
+	const char *base;
+	bool written;
+} tar_bases[] = {
+	{ "application/vnd.oci.image.layer.v1.tar", true },
+	{ "application/vnd.oci.image.layer.nondistributable.v1.tar", false },
+	{ "application/vnd.docker.image.rootfs.diff.tar", true },
+	{ "application/vnd.docker.image.rootfs.foreign.diff.tar", false },
+};
+
+static const struct {
+	const char *suffix;
+	enum el_compression c;
+} tar_forms[] = {
+	{ "", EL_COMPRESSION_NONE },	 { "+gzip", EL_COMPRESSION_GZIP },
+	{ "+zstd", EL_COMPRESSION_ZSTD }, { ".gzip", EL_COMPRESSION_GZIP },
+	{ ".zstd", EL_COMPRESSION_ZSTD },
+};
+
+/* A tar media type (a written one only, with written_only): the
+ * compression it names. */
+static bool tar_media(const char *mt, bool written_only, enum el_compression *ret)
 {
-	return strncmp(s, p, strlen(p)) == 0;
+	for (size_t i = 0; i < EL_ARRAY_SIZE(tar_bases); i++) {
+		size_t n = strlen(tar_bases[i].base);
+		if ((written_only && !tar_bases[i].written) || strncmp(mt, tar_bases[i].base, n) != 0)
+			continue;
+		for (size_t j = 0; j < EL_ARRAY_SIZE(tar_forms); j++)
+			if (!strcmp(mt + n, tar_forms[j].suffix)) {
+				*ret = tar_forms[j].c;
+				return true;
+			}
+	}
+	return false;
 }
 
 enum df_media differ_media(const char *mt)
 {
+	enum el_compression c;
+
 	/* The compression named by a tar media type is not trusted: the input
 	 * is recognised by its magic, as containerd's own differ does (Docker
 	 * has pushed plain tars under .tar.gzip names). */
-	static const char *const tar_bases[] = {
-		"application/vnd.oci.image.layer.v1.tar",
-		"application/vnd.oci.image.layer.nondistributable.v1.tar",
-		"application/vnd.docker.image.rootfs.diff.tar",
-		"application/vnd.docker.image.rootfs.foreign.diff.tar",
-	};
-	static const char *const tar_suffixes[] = { "", "+gzip", "+zstd", ".gzip", ".zstd" };
-
 	if (!mt)
 		return DF_MEDIA_UNKNOWN;
-	for (size_t i = 0; i < EL_ARRAY_SIZE(tar_bases); i++) {
-		size_t n = strlen(tar_bases[i]);
-		if (strncmp(mt, tar_bases[i], n) != 0)
-			continue;
-		for (size_t j = 0; j < EL_ARRAY_SIZE(tar_suffixes); j++)
-			if (!strcmp(mt + n, tar_suffixes[j]))
-				return DF_MEDIA_TAR;
-	}
-	if (!strcmp(mt, DIFFER_MEDIA_EROFS) || has_prefix(mt, DIFFER_MEDIA_EROFS "+"))
+	if (tar_media(mt, false, &c))
+		return DF_MEDIA_TAR;
+	if (!strcmp(mt, DIFFER_MEDIA_EROFS) || el_has_prefix(mt, DIFFER_MEDIA_EROFS "+"))
 		return DF_MEDIA_EROFS;
 	return DF_MEDIA_UNKNOWN;
 }
@@ -167,7 +189,7 @@ static int blob_verify(struct blob_reader *br, struct el_error *err)
 
 static bool valid_sha256(const char *d)
 {
-	if (!d || !has_prefix(d, "sha256:") || strlen(d) != 7 + 64)
+	if (!d || !el_has_prefix(d, "sha256:") || strlen(d) != 7 + 64)
 		return false;
 	for (const char *p = d + 7; *p; p++)
 		if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
@@ -330,34 +352,11 @@ int differ_apply(const char *dir, const struct df_blob *blob, atomic_bool *cance
 
 int differ_compression(const char *mt, enum el_compression *ret)
 {
-	static const struct {
-		const char *suffix;
-		enum el_compression c;
-	} forms[] = {
-		{ "", EL_COMPRESSION_NONE },	 { "+gzip", EL_COMPRESSION_GZIP },
-		{ "+zstd", EL_COMPRESSION_ZSTD }, { ".gzip", EL_COMPRESSION_GZIP },
-		{ ".zstd", EL_COMPRESSION_ZSTD },
-	};
-	static const char *const bases[] = {
-		"application/vnd.oci.image.layer.v1.tar",
-		"application/vnd.docker.image.rootfs.diff.tar",
-	};
-
 	if (!mt || !*mt) {
 		*ret = EL_COMPRESSION_GZIP;
 		return 0;
 	}
-	for (size_t i = 0; i < EL_ARRAY_SIZE(bases); i++) {
-		size_t n = strlen(bases[i]);
-		if (strncmp(mt, bases[i], n) != 0)
-			continue;
-		for (size_t j = 0; j < EL_ARRAY_SIZE(forms); j++)
-			if (!strcmp(mt + n, forms[j].suffix)) {
-				*ret = forms[j].c;
-				return 0;
-			}
-	}
-	return -EOPNOTSUPP;
+	return tar_media(mt, true, ret) ? 0 : -EOPNOTSUPP;
 }
 
 static bool same_mount(const struct df_mount *a, const struct df_mount *b)
