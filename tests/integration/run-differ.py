@@ -112,16 +112,25 @@ def probe_apply(env, media_type, digest, size, mounts, timeout_ms=None):
 
 
 def ingest(env, data, label):
-    """Puts a blob into containerd's content store (kept from its collector)."""
+    """Puts a blob into containerd's content store (kept from its collector).
+
+    `ctr content ingest` commits without a lease, so containerd's collector
+    may take the blob before `ctr content label` pins it with a gc.root (CI
+    saw it once). Another attempt then ingests it again."""
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
     lab = env.lab
-    r = subprocess.run([env.ctr, "--address", lab.sock, "content", "ingest",
-                        "--expected-size", str(len(data)), "--expected-digest", digest,
-                        "probe-" + label], input=data, capture_output=True, timeout=120)
-    check(r.returncode == 0 or b"already exists" in r.stderr,
-          "ctr content ingest %s: %s" % (label, tail(r.stderr)))
-    lab.ctr("content", "label", digest, "containerd.io/gc.root=differ-test")
-    return digest, len(data)
+    for attempt in range(5):
+        r = subprocess.run([env.ctr, "--address", lab.sock, "content", "ingest",
+                            "--expected-size", str(len(data)), "--expected-digest", digest,
+                            "probe-%s-%d" % (label, attempt)],
+                           input=data, capture_output=True, timeout=120)
+        check(r.returncode == 0 or b"already exists" in r.stderr,
+              "ctr content ingest %s: %s" % (label, tail(r.stderr)))
+        r = lab.ctr("content", "label", digest, "containerd.io/gc.root=differ-test", check=False)
+        if r.rc == 0:
+            return digest, len(data)
+        check("not found" in r.out + r.err, "ctr content label %s: %s" % (label, tail(r.err)))
+    fail("blob %s was collected before it could be labelled, 5 times" % label)
 
 
 def blob_path(env, digest):
