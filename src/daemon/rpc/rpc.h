@@ -144,7 +144,10 @@ const char *rpc_call_metadata(const struct rpc_call *call, const char *key);
  * server cancelled the call at shutdown. Long handlers should poll it. */
 bool rpc_call_cancelled(const struct rpc_call *call);
 
-/* Message + OK status, with initial metadata, in one batch. */
+/* Message + OK status, with initial metadata, in one batch. The calls that
+ * end a call (reply, finish, error) return once the batch has started,
+ * without waiting for gRPC to send it: the log line says whether the client
+ * got it. */
 int rpc_call_reply(struct rpc_call *call, const ProtobufCMessage *resp);
 /* One message of a stream; blocks until gRPC's flow control took it.
  * -ECANCELED once the call is gone. -EINVAL on a unary call. */

@@ -13,8 +13,11 @@
  *   worker: unpack, run the handler, which sends
  *     SEND_INITIAL_METADATA (always in the first outgoing batch: a status
  *     without initial metadata before it hangs some clients, DESIGN §3)
- *     + SEND_MESSAGE... + SEND_STATUS_FROM_SERVER
- *   the call is freed when both the close op and the worker let go of it.
+ *     + SEND_MESSAGE... + SEND_STATUS_FROM_SERVER; the worker waits for
+ *     the batches of a stream, not for the last one (the status): it moves
+ *     on to the next call while the dispatcher sees that batch complete
+ *   the call is freed when the close op, the worker and the status batch
+ *   have all let go of it.
  *
  * Unknown methods get UNIMPLEMENTED straight from the dispatcher: containerd
  * 1.7 falls back to the next differ only on that code (DESIGN §4).
@@ -47,6 +50,7 @@ enum tag_kind {
 	TAG_RECV,     /* the first RECV_MESSAGE */
 	TAG_CLOSE,    /* RECV_CLOSE_ON_SERVER (or the whole UNIMPLEMENTED batch) */
 	TAG_BATCH,    /* a batch a worker waits for */
+	TAG_FINAL,    /* the batch with the status: nobody waits for it */
 	TAG_SHUTDOWN, /* grpc_server_shutdown_and_notify */
 };
 
@@ -74,7 +78,7 @@ struct rpc_call {
 	const struct rpc_method *m;
 	uint64_t start_us;
 
-	struct rpc_tag t_request, t_recv, t_close, t_batch;
+	struct rpc_tag t_request, t_recv, t_close, t_batch, t_final;
 	grpc_byte_buffer *recv_buf; /* first message */
 	bool recv_ok;
 	int close_cancelled; /* written by gRPC when the close op completes */
@@ -92,9 +96,13 @@ struct rpc_call {
 	bool status_ok; /* the status batch completed */
 	int status;
 	char *status_msg;
+	/* what the status batch sends, kept until it completes */
+	grpc_byte_buffer *final_bb;
+	grpc_slice final_details;
+	bool has_final_details;
 
 	/* One for the close op, one for the request path (dispatcher, then
-	 * worker). */
+	 * worker), one for the status batch while it is in flight. */
 	atomic_int refs;
 	struct rpc_call *next; /* worker queue */
 };
@@ -157,6 +165,7 @@ static struct rpc_call *call_new(struct rpc_server *srv)
 	c->t_recv = (struct rpc_tag){ TAG_RECV, c };
 	c->t_close = (struct rpc_tag){ TAG_CLOSE, c };
 	c->t_batch = (struct rpc_tag){ TAG_BATCH, c };
+	c->t_final = (struct rpc_tag){ TAG_FINAL, c };
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_cond_init(&c->cond, NULL);
 	atomic_init(&c->cancelled, false);
@@ -184,6 +193,10 @@ static void call_free(struct rpc_call *c)
 		grpc_call_unref(c->call);
 	if (c->recv_buf)
 		grpc_byte_buffer_destroy(c->recv_buf);
+	if (c->final_bb)
+		grpc_byte_buffer_destroy(c->final_bb);
+	if (c->has_final_details)
+		grpc_slice_unref(c->final_details);
 	grpc_call_details_destroy(&c->details);
 	grpc_metadata_array_destroy(&c->md_in);
 	for (size_t i = 0; i < 2 * c->n_md; i++)
@@ -248,29 +261,46 @@ static void record_status(struct rpc_call *c, int code, const char *msg)
 	c->status_msg = msg ? strdup(msg) : NULL;
 }
 
+/*
+ * Starts the batch that ends the call and returns without waiting for it:
+ * the worker goes on to the next call while gRPC sends, and the dispatcher
+ * notes the outcome (status_ok, for the log line) and drops the batch's
+ * reference. What the batch sends lives in the call until then: the core
+ * takes its own references today, but only "not retained past start_batch"
+ * of the pointers is promised.
+ */
+static int call_final_batch(struct rpc_call *c, grpc_op *ops, size_t n)
+{
+	/* gRPC would take the batch and fail it later: the caller learns it now */
+	if (atomic_load(&c->cancelled))
+		return -ECANCELED;
+	atomic_fetch_add(&c->refs, 1);
+	if (grpc_call_start_batch(c->call, ops, n, &c->t_final, NULL) != GRPC_CALL_OK) {
+		atomic_fetch_sub(&c->refs, 1); /* no completion will come */
+		return -EPROTO;
+	}
+	return 0;
+}
+
 static int send_status(struct rpc_call *c, int code, const char *msg)
 {
-	grpc_slice details = grpc_slice_from_copied_string(msg ?: "");
 	grpc_op ops[2];
 	size_t n = 0;
-	int r;
 
+	if (msg) {
+		c->final_details = grpc_slice_from_copied_string(msg);
+		c->has_final_details = true;
+	}
 	op_initial_md(c, ops, &n);
 	ops[n++] = (grpc_op){
 		.op = GRPC_OP_SEND_STATUS_FROM_SERVER,
 		.data.send_status_from_server = {
 			.status = (grpc_status_code)code,
-			.status_details = msg ? &details : NULL,
+			.status_details = msg ? &c->final_details : NULL,
 		},
 	};
 	record_status(c, code, msg);
-	/* Keep the details slice until the batch is done: the core takes its
-	 * own reference today, but only "not retained past start_batch" of the
-	 * pointer is promised. */
-	r = call_batch(c, ops, n);
-	grpc_slice_unref(details);
-	c->status_ok = r == 0;
-	return r;
+	return call_final_batch(c, ops, n);
 }
 
 const char *rpc_call_method(const struct rpc_call *c)
@@ -293,27 +323,23 @@ bool rpc_call_cancelled(const struct rpc_call *c)
 
 int rpc_call_reply(struct rpc_call *c, const ProtobufCMessage *resp)
 {
-	grpc_byte_buffer *bb;
 	grpc_op ops[3];
 	size_t n = 0;
-	int r;
 
 	if (c->sent_status)
 		return -EALREADY;
-	bb = rpc_pack(resp);
-	if (!bb)
+	c->final_bb = rpc_pack(resp);
+	if (!c->final_bb)
 		return -EINVAL;
 	op_initial_md(c, ops, &n);
-	ops[n++] = (grpc_op){ .op = GRPC_OP_SEND_MESSAGE, .data.send_message.send_message = bb };
+	ops[n++] = (grpc_op){ .op = GRPC_OP_SEND_MESSAGE,
+			      .data.send_message.send_message = c->final_bb };
 	ops[n++] = (grpc_op){
 		.op = GRPC_OP_SEND_STATUS_FROM_SERVER,
 		.data.send_status_from_server.status = GRPC_STATUS_OK,
 	};
 	record_status(c, RPC_OK, NULL);
-	r = call_batch(c, ops, n);
-	c->status_ok = r == 0;
-	grpc_byte_buffer_destroy(bb);
-	return r;
+	return call_final_batch(c, ops, n);
 }
 
 int rpc_call_send(struct rpc_call *c, const ProtobufCMessage *msg)
@@ -648,6 +674,12 @@ static void on_close(struct rpc_call *c)
 	call_unref(c);
 }
 
+static void on_final(struct rpc_call *c, bool ok)
+{
+	c->status_ok = ok;
+	call_unref(c);
+}
+
 static void on_batch(struct rpc_call *c, bool ok)
 {
 	pthread_mutex_lock(&c->lock);
@@ -684,6 +716,9 @@ static void *dispatcher_main(void *p)
 			break;
 		case TAG_BATCH:
 			on_batch(t->call, ev.success);
+			break;
+		case TAG_FINAL:
+			on_final(t->call, ev.success);
 			break;
 		case TAG_SHUTDOWN:
 			pthread_mutex_lock(&srv->lock);
