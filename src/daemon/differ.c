@@ -296,6 +296,26 @@ static int apply_erofs(struct blob_reader *br, int out_fd, struct df_applied *re
 	return 0;
 }
 
+/* fsync of the directory that holds dir: dir's own entry survives a crash */
+static int sync_parent(const char *dir)
+{
+	_cleanup_free_ char *parent = strdup(dir);
+	char *slash = parent ? strrchr(parent, '/') : NULL;
+
+	if (!parent)
+		return -ENOMEM;
+	if (slash == parent)
+		slash[1] = 0;
+	else if (slash)
+		*slash = 0;
+	else
+		strcpy(parent, ".");
+	_cleanup_close_ int fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 || fsync(fd) < 0)
+		return -errno;
+	return 0;
+}
+
 int differ_apply(const char *dir, const struct df_blob *blob, atomic_bool *cancel,
 		 struct df_applied *ret, struct el_error *err)
 {
@@ -342,6 +362,14 @@ int differ_apply(const char *dir, const struct df_blob *blob, atomic_bool *cance
 		if (r < 0)
 			el_error_set(err, r, NULL, EL_NO_OFFSET, "cannot publish %s: %s", path,
 				     strerror(-r));
+	}
+	if (r == 0) {
+		r = sync_parent(dir);
+		if (r < 0) {
+			el_error_set(err, r, NULL, EL_NO_OFFSET, "cannot sync the directory above %s: %s",
+				     dir, strerror(-r));
+			unlink(path);
+		}
 	}
 	el_outfile_discard(&of);
 	el_sha256_free(br.sha);

@@ -70,7 +70,10 @@ struct df_applied {
  * Writes <dir>/layer.erofs from the blob, published atomically once the
  * blob's size and digest matched the descriptor (and, for a native EROFS
  * blob, the image passed the checker); on any error nothing is left. The
- * whole blob is read, also what follows the end of the tar.
+ * whole blob is read, also what follows the end of the tar. On success the
+ * layer is durable, dir's own entry in its parent included (an extract
+ * snapshot's directory is not made durable at Prepare: Commit counts on
+ * this).
  */
 int differ_apply(const char *dir, const struct df_blob *blob, atomic_bool *cancel,
 		 struct df_applied *ret, struct el_error *err);

@@ -155,11 +155,42 @@ static int move_aside(struct layout *l, const char *name)
 	return renameat(l->snapshots_fd, name, l->snapshots_fd, trash) < 0 ? -errno : 0;
 }
 
+/* The marker and, when asked, the empty fs/, work/ and lower/ in dfd; what
+ * exists already is kept. *ret_made (if not NULL) counts what was made. */
+static int fill_dir(int dfd, bool extract_dirs, bool lower_dir, unsigned *ret_made)
+{
+	const char *dirs[3];
+	size_t n = 0;
+	unsigned made = 0;
+	int fd = openat(dfd, LAYOUT_MARKER, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0644);
+
+	if (fd >= 0) {
+		close(fd);
+		made++;
+	} else if (errno != EEXIST) {
+		return -errno;
+	}
+	if (extract_dirs) {
+		dirs[n++] = "fs";
+		dirs[n++] = "work";
+	}
+	if (extract_dirs || lower_dir)
+		dirs[n++] = "lower";
+	for (size_t i = 0; i < n; i++) {
+		if (mkdirat(dfd, dirs[i], 0755) == 0)
+			made++;
+		else if (errno != EEXIST)
+			return -errno;
+	}
+	if (ret_made)
+		*ret_made = made;
+	return 0;
+}
+
 int layout_stage_new(struct layout *l, uint64_t id, bool extract_dirs, bool lower_dir,
 		     struct layout_stage **ret)
 {
 	struct layout_stage *st = calloc(1, sizeof(*st));
-	_cleanup_close_ int mfd = -1;
 	int r;
 
 	if (!st)
@@ -185,17 +216,9 @@ int layout_stage_new(struct layout *l, uint64_t id, bool extract_dirs, bool lowe
 		r = -errno;
 		goto fail;
 	}
-	mfd = openat(st->fd, LAYOUT_MARKER, O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
-	if (mfd < 0) {
-		r = -errno;
+	r = fill_dir(st->fd, extract_dirs, lower_dir, NULL);
+	if (r < 0)
 		goto fail;
-	}
-	if ((extract_dirs &&
-	     (mkdirat(st->fd, "fs", 0755) < 0 || mkdirat(st->fd, "work", 0755) < 0)) ||
-	    ((extract_dirs || lower_dir) && mkdirat(st->fd, "lower", 0755) < 0)) {
-		r = -errno;
-		goto fail;
-	}
 	*ret = st;
 	return 0;
 fail:
@@ -237,13 +260,18 @@ static int dir_sync(struct layout *l)
 	return r;
 }
 
-int layout_stage_publish(struct layout *l, struct layout_stage *st)
+int layout_sync(struct layout *l)
+{
+	return dir_sync(l);
+}
+
+int layout_stage_publish(struct layout *l, struct layout_stage *st, bool durable)
 {
 	char final[32];
 
 	if (st->published)
 		return -EINVAL;
-	if (fsync(st->fd) < 0)
+	if (durable && fsync(st->fd) < 0)
 		return -errno;
 	snprintf(final, sizeof(final), "%" PRIu64, st->id);
 	if (renameat(l->snapshots_fd, st->name, l->snapshots_fd, final) < 0) {
@@ -252,7 +280,28 @@ int layout_stage_publish(struct layout *l, struct layout_stage *st)
 			return -errno;
 	}
 	st->published = true;
-	return dir_sync(l);
+	return durable ? dir_sync(l) : 0;
+}
+
+int layout_restore(struct layout *l, uint64_t id, bool extract_dirs, bool lower_dir)
+{
+	char name[32];
+	unsigned made = 0;
+	int r;
+
+	snprintf(name, sizeof(name), "%" PRIu64, id);
+	if (mkdirat(l->snapshots_fd, name, 0755) == 0)
+		made++;
+	else if (errno != EEXIST)
+		return -errno;
+	_cleanup_close_ int dfd = openat(l->snapshots_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+					 O_CLOEXEC);
+	if (dfd < 0)
+		return -errno;
+	r = fill_dir(dfd, extract_dirs, lower_dir, &made);
+	if (r < 0)
+		return r;
+	return made > 0;
 }
 
 void layout_stage_free(struct layout *l, struct layout_stage *st, bool keep)

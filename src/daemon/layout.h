@@ -49,10 +49,12 @@ char *layout_path(const struct layout *l, uint64_t id, const char *name);
  * writer lock, under the id the store reserved for it (store_reserve_id):
  *  1. layout_stage_new: snapshots/.tmp-<id> with its marker (and fs/,
  *     work/, lower/ when asked); the caller may add files through fd;
- *  2. layout_stage_publish: the directory is made durable, renamed to
- *     snapshots/<id>, and snapshots/ is fsynced (one fsync for all the
- *     callers that renamed meanwhile): complete and durable under its final
- *     name before any record names it;
+ *  2. layout_stage_publish: renamed to snapshots/<id>, complete before any
+ *     record names it. With durable, the directory is fsynced first and
+ *     snapshots/ after (one fsync for all the callers that renamed
+ *     meanwhile): it survives a crash. Without, it may not, so it must hold
+ *     nothing that layout_restore cannot make again (the marker and empty
+ *     directories: extract snapshots, views without a parent);
  *  3. the record is committed (or not), then layout_stage_free, keeping the
  *     directory or removing it (under whichever name it has).
  * Until freed, a stage is in flight: a sweep leaves both its names alone. A
@@ -69,7 +71,17 @@ struct layout_stage {
 
 int layout_stage_new(struct layout *l, uint64_t id, bool extract_dirs, bool lower_dir,
 		     struct layout_stage **ret);
-int layout_stage_publish(struct layout *l, struct layout_stage *st);
+int layout_stage_publish(struct layout *l, struct layout_stage *st, bool durable);
+
+/* fsync of snapshots/ (shared by concurrent callers): the entries renamed
+ * into it so far survive a crash. A non-durable stage needs it before a
+ * file in it that must survive (a committed layer) is named by a record. */
+int layout_sync(struct layout *l);
+
+/* What layout_stage_new makes, made again where missing (at start-up, for
+ * the records of non-durable stages a crash may have lost): 1 if anything
+ * was made, 0 if nothing was missing, or -errno. */
+int layout_restore(struct layout *l, uint64_t id, bool extract_dirs, bool lower_dir);
 void layout_stage_free(struct layout *l, struct layout_stage *st, bool keep);
 
 /* Removes snapshots/<id> (clearing immutable flags first): renamed away

@@ -5,13 +5,17 @@
  *
  * Ordering, so that a crash never leaves metadata pointing at a missing file:
  *  - Prepare/View: the store reserves the id first; the directory is made as
- *    snapshots/.tmp-<id> (with rwlayer.img for an active snapshot), made
- *    durable, renamed to snapshots/<id> and snapshots/ fsynced, all outside
- *    any lock; the record is committed after. A crash before leaves a
- *    directory no record owns, which sn_open sweeps.
+ *    snapshots/.tmp-<id> and renamed to snapshots/<id>, all outside any
+ *    lock; the record is committed after. A crash before leaves a directory
+ *    no record owns, which sn_open sweeps. A container's directory (its
+ *    rwlayer.img) is made durable before the record; the others hold only
+ *    the marker and empty directories, so they are not: sn_open makes again
+ *    what a crash lost of them. A view on a parent has no directory at all
+ *    (its mounts are its parents' files).
  *  - Commit: layer.erofs (and, for chains, fsmeta.erofs and merged.vmdk) are
- *    published first, the record changes kind last; fs/ and work/ go after
- *    (or at the next start).
+ *    published first, durably, the snapshot's own directory entry included
+ *    (by the differ's Apply, or here when Commit converts), the record
+ *    changes kind last; fs/ and work/ go after (or at the next start).
  *  - Remove: the record goes first (durably), the directory after; what
  *    remains of the directory is swept by Cleanup or the next start.
  *  - Cleanup: under the writer lock, directories no record owns (and no
@@ -19,14 +23,12 @@
  *    lock is released.
  *
  * Records are written through a group commit (see "group commit" below):
- * concurrent callers' writes share one write transaction and one sync, each
- * in its own nested transaction, so one failing never undoes another. LMDB
- * keeps its default, fully synced commits: with MDB_NOMETASYNC a crash may
- * lose the last committed transaction, and a Remove whose directory was
- * already deleted (or a Commit whose fs/ was) would come back pointing at
- * nothing. Its saving, the meta page's synchronous write (some 0.1 ms of
- * the 0.25 ms a commit spends syncing here), does not pay for deferring
- * every such deletion until a later sync.
+ * concurrent callers' writes share one write transaction, each in its own
+ * nested transaction, so one failing never undoes another, and a caller is
+ * answered only once its write is durable. What a write makes obsolete (a
+ * removed snapshot's directory, a committed one's fs/) is deleted after
+ * that answer, never before: a crash cannot bring back a record whose files
+ * are gone.
  */
 #include "snapshotter.h"
 
@@ -72,8 +74,8 @@ struct snapshotter {
 	size_t n_busy, cap_busy;
 	/* the group commit's queue (see there) */
 	pthread_mutex_t wq_lock;
-	pthread_cond_t wq_cond;
 	struct wop *wq_head, **wq_tail;
+	struct wop *wq_pending; /* committed, durable with the next commit */
 	bool wq_busy;
 	uint64_t wq_batches, wq_ops, wq_max;
 	/* rwlayer.img's template, made at the first active Prepare */
@@ -198,7 +200,6 @@ int sn_open(const struct sn_config *cfg, struct snapshotter **ret, struct el_err
 	pthread_mutex_init(&sn->busy_lock, NULL);
 	pthread_cond_init(&sn->busy_cond, NULL);
 	pthread_mutex_init(&sn->wq_lock, NULL);
-	pthread_cond_init(&sn->wq_cond, NULL);
 	sn->wq_tail = &sn->wq_head;
 	pthread_mutex_init(&sn->tmpl_lock, NULL);
 	r = layout_open(cfg->root, &sn->layout);
@@ -221,7 +222,8 @@ int sn_open(const struct sn_config *cfg, struct snapshotter **ret, struct el_err
 		r = r == -EWOULDBLOCK ? -EBUSY : r;
 		goto fail;
 	}
-	r = store_open(sn->layout.root, NULL, &sn->store, msg, sizeof(msg));
+	r = store_open(sn->layout.root, &(struct store_options){ .deferred_sync = true }, &sn->store,
+		       msg, sizeof(msg));
 	if (r < 0) {
 		fail(err, r, "cannot open %s/%s: %s", sn->layout.root, STORE_DB_NAME,
 		     *msg ? msg : strerror(-r));
@@ -254,7 +256,6 @@ void sn_close(struct snapshotter *sn)
 	pthread_cond_destroy(&sn->busy_cond);
 	free(sn->busy);
 	pthread_mutex_destroy(&sn->wq_lock);
-	pthread_cond_destroy(&sn->wq_cond);
 	pthread_mutex_destroy(&sn->tmpl_lock);
 	ext4_template_free(sn->tmpl);
 	free(sn);
@@ -262,18 +263,32 @@ void sn_close(struct snapshotter *sn)
 
 /* ---- group commit ----
  *
- * Every write of a record (Prepare, View, Commit's record, Remove, and
- * Cleanup's sweep, which must see no record change while it judges
+ * Every write of a record (Prepare, View, Commit's record, Remove, Update,
+ * and Cleanup's sweep, which must see no record change while it judges
  * directories) is an operation queued here. The first writer that finds no
  * batch running becomes the leader: it takes every queued operation, runs
  * each in a transaction nested in one write transaction (an operation that
- * fails is rolled back alone; the others go on), commits once (one LMDB
- * sync) and wakes everybody with their own result. Operations queued
+ * fails is rolled back alone; the others go on), commits once and wakes
+ * everybody with their own result once that is durable. Operations queued
  * meanwhile form the next batch, so batches grow with the load and a writer
- * waits for at most the batch in progress and its own. Nothing slow runs in
+ * waits for at most the batch in progress and its own.
+ *
+ * The store defers its syncs (store_options.deferred_sync): a commit syncs
+ * its data, and the page that makes it current is synced by the next
+ * commit. So a leader that sees operations queued behind its batch leaves
+ * the batch pending and hands over: the next batch's commit makes both its
+ * own data and the pending batch durable, and only then are the pending
+ * batch's callers answered. A leader with nobody behind syncs at once. Under
+ * load that is one sync a batch instead of two, and an answer never goes
+ * out before its write is durable (a Remove deletes its directory only
+ * after, so a crash can never bring back a record whose files are gone).
+ *
+ * Nothing slow runs in
  * a batch, not even a directory fsync: directories and rwlayer.img are made
  * and made durable before (under reserved ids), deletions happen after, by
- * each caller.
+ * each caller. Each caller sleeps on its own condition variable, woken when
+ * its operation is done or when it is first in line to lead the next batch:
+ * a batch's end wakes the callers it served and one more, not all.
  */
 struct wop {
 	/* runs on the leader's thread in a nested transaction; messages go to
@@ -283,6 +298,7 @@ struct wop {
 	struct el_error *err;
 	int result;
 	bool done;
+	pthread_cond_t *wake; /* its caller waits on it */
 	struct wop *next;
 };
 
@@ -333,7 +349,9 @@ static int batch_apply(struct snapshotter *sn, struct store_txn *txn, struct wop
 	return 0;
 }
 
-static void batch_run(struct snapshotter *sn, struct wop *batch)
+/* Runs a batch; true when it was committed (durable with the next commit or
+ * sync), false when nothing was (every operation has its error). */
+static bool batch_run(struct snapshotter *sn, struct wop *batch)
 {
 	_cleanup_(store_txn_freep) struct store_txn *txn = NULL;
 	char why[600];
@@ -342,57 +360,100 @@ static void batch_run(struct snapshotter *sn, struct wop *batch)
 	if (r < 0) {
 		snprintf(why, sizeof(why), "cannot start a transaction: %s", strerror(-r));
 		batch_fail(batch, r, why);
-		return;
+		return false;
 	}
 	if (batch_apply(sn, txn, batch) < 0)
-		return;
+		return false;
 	fault(sn, "batch:applied");
 	r = store_txn_commit(txn);
 	if (r < 0) {
 		snprintf(why, sizeof(why), "cannot commit: %s",
 			 *store_txn_errmsg(txn) ? store_txn_errmsg(txn) : strerror(-r));
 		batch_fail(batch, r, why);
-		return;
+		return false;
 	}
 	fault(sn, "batch:committed");
+	return true;
+}
+
+/* The operations of a batch are answered (wq_lock held; they cannot go, and
+ * take their condition variables with them, before it is released). A sync
+ * that failed fails those that had succeeded: their writes may not last. */
+static uint64_t batch_done(struct wop *batch, const struct wop *self, int sync_r)
+{
+	uint64_t n = 0;
+	char why[600];
+
+	if (sync_r < 0)
+		snprintf(why, sizeof(why), "cannot sync the metadata: %s", strerror(-sync_r));
+	for (struct wop *w = batch, *next; w; w = next) {
+		next = w->next; /* w belongs to its caller once done */
+		if (sync_r < 0 && w->result == 0)
+			wop_fail(w, sync_r, why);
+		w->done = true;
+		if (w != self)
+			pthread_cond_signal(w->wake);
+		n++;
+	}
+	return n;
 }
 
 /* Queues op and returns its result once its batch has committed (or
  * failed). */
 static int wq_submit(struct snapshotter *sn, struct wop *op)
 {
+	pthread_cond_t wake = PTHREAD_COND_INITIALIZER;
+
 	op->next = NULL;
 	op->done = false;
 	op->result = 0;
+	op->wake = &wake;
 	pthread_mutex_lock(&sn->wq_lock);
 	*sn->wq_tail = op;
 	sn->wq_tail = &op->next;
 	while (!op->done) {
 		if (sn->wq_busy) {
-			pthread_cond_wait(&sn->wq_cond, &sn->wq_lock);
+			pthread_cond_wait(&wake, &sn->wq_lock);
 			continue;
 		}
-		/* lead: everything queued so far, ours included */
-		struct wop *batch = sn->wq_head;
+		/* lead: everything queued so far, ours included, and the
+		 * batch before, which our commit makes durable */
+		struct wop *batch = sn->wq_head, *prev = sn->wq_pending;
 		uint64_t n = 0;
 		sn->wq_head = NULL;
 		sn->wq_tail = &sn->wq_head;
+		sn->wq_pending = NULL;
 		sn->wq_busy = true;
 		pthread_mutex_unlock(&sn->wq_lock);
-		batch_run(sn, batch);
+		bool committed = batch_run(sn, batch);
+		int prev_r = prev && !committed ? store_sync(sn->store) : 0;
 		pthread_mutex_lock(&sn->wq_lock);
-		for (struct wop *w = batch, *next; w; w = next) {
-			next = w->next; /* w belongs to its caller once done */
-			w->done = true;
-			n++;
+		if (prev)
+			batch_done(prev, op, prev_r);
+		if (committed && sn->wq_head) {
+			/* the next batch's commit answers ours */
+			sn->wq_pending = batch;
+			for (struct wop *w = batch; w; w = w->next)
+				n++;
+		} else {
+			int r = 0;
+			if (committed) {
+				pthread_mutex_unlock(&sn->wq_lock);
+				r = store_sync(sn->store);
+				pthread_mutex_lock(&sn->wq_lock);
+			}
+			n = batch_done(batch, op, r);
 		}
 		sn->wq_batches++;
 		sn->wq_ops += n;
 		sn->wq_max = EL_MAX(sn->wq_max, n);
 		sn->wq_busy = false;
-		pthread_cond_broadcast(&sn->wq_cond);
+		/* the first of those queued meanwhile leads the next batch */
+		if (sn->wq_head)
+			pthread_cond_signal(sn->wq_head->wake);
 	}
 	pthread_mutex_unlock(&sn->wq_lock);
+	pthread_cond_destroy(&wake);
 	return op->result;
 }
 
@@ -659,6 +720,7 @@ struct create_op {
 	size_t n_labels;
 	struct layout_stage *stage; /* NULL: the caller expects a refusal */
 	bool need_stage;	    /* ... and was wrong */
+	bool dirless;		    /* a view on a parent: no directory at all */
 	bool restage;		    /* the parent is newer than the reserved id */
 	struct snap_info info;
 };
@@ -687,7 +749,7 @@ static int create_run(struct snapshotter *sn, struct store_txn *txn, struct wop 
 		}
 		return store_fail(w->err, txn, r, w->what, w->key);
 	}
-	if (!o->stage) {
+	if (!o->stage && !o->dirless) {
 		/* rolled back; the caller makes a directory and comes again */
 		o->need_stage = true;
 		snap_info_free(&o->info);
@@ -731,13 +793,17 @@ static int write_rwlayer(struct snapshotter *sn, struct layout_stage *st)
 	return r < 0 ? r : ext4_template_write(sn->tmpl, st->fd, LAYOUT_RWLAYER);
 }
 
-/* The directory of a new snapshot, complete and durable as snapshots/<id>
- * under an id reserved for it, before its record exists; no lock is held
- * meanwhile. */
+/* The directory of a new snapshot, complete as snapshots/<id> under an id
+ * reserved for it, before its record exists; no lock is held meanwhile.
+ * Only a container's (rwlayer.img) is made durable here: the others hold
+ * nothing but empty directories, which sn_open makes again if a crash lost
+ * them, and Commit makes an extract snapshot's durable before its layer
+ * counts. */
 static int stage_dir(struct snapshotter *sn, struct create_op *o, struct el_error *err)
 {
 	bool extract = o->kind == SNAP_KIND_ACTIVE && sn_is_extract_key(o->op.key);
 	bool lower = o->kind == SNAP_KIND_VIEW && (!o->parent || !*o->parent);
+	bool container = o->kind == SNAP_KIND_ACTIVE && !extract;
 	uint64_t id;
 	int r = store_reserve_id(sn->store, &id);
 
@@ -748,13 +814,13 @@ static int stage_dir(struct snapshotter *sn, struct create_op *o, struct el_erro
 	if (r < 0)
 		return fail(err, r, "%s %s: cannot create its directory: %s", o->op.what, o->op.key,
 			    strerror(-r));
-	if (o->kind == SNAP_KIND_ACTIVE && !extract) {
+	if (container) {
 		r = write_rwlayer(sn, o->stage);
 		if (r < 0)
 			return fail(err, r, "%s %s: cannot create its writable layer: %s",
 				    o->op.what, o->op.key, strerror(-r));
 	}
-	r = layout_stage_publish(&sn->layout, o->stage);
+	r = layout_stage_publish(&sn->layout, o->stage, container);
 	if (r < 0)
 		return fail(err, r, "%s %s: cannot create its directory: %s", o->op.what, o->op.key,
 			    strerror(-r));
@@ -773,13 +839,15 @@ int sn_prepare(struct snapshotter *sn, enum snap_kind kind, const char *key, con
 		.parent = parent,
 		.labels = labels,
 		.n_labels = n_labels,
+		/* its mounts are its parents' files: it owns none */
+		.dirless = kind == SNAP_KIND_VIEW && parent && *parent,
 	};
 	bool stage;
 	int r;
 
 	if (!key || !*key)
 		return fail(err, -EINVAL, "%s: empty key", what);
-	stage = create_may_succeed(sn, key, parent);
+	stage = !o.dirless && create_may_succeed(sn, key, parent);
 	for (unsigned tries = 0;; tries++) {
 		if (stage) {
 			r = stage_dir(sn, &o, err);
@@ -852,23 +920,39 @@ int sn_stat(struct snapshotter *sn, const char *key, struct snap_info *ret,
 	return r < 0 ? store_fail(err, txn, r, "stat", key) : 0;
 }
 
+struct update_op {
+	struct wop op;
+	const struct snap_info *info;
+	const char *const *paths;
+	size_t n;
+	struct snap_info *ret;
+};
+
+static int update_run(struct snapshotter *sn, struct store_txn *txn, struct wop *w)
+{
+	struct update_op *o = (struct update_op *)w;
+	int r = store_update(txn, o->info, o->paths, o->n, o->ret);
+
+	return r < 0 ? store_fail(w->err, txn, r, "update", w->key) : 0;
+}
+
 int sn_update(struct snapshotter *sn, const struct snap_info *info, const char *const *paths,
 	      size_t n, struct snap_info *ret, struct el_error *err)
 {
-	_cleanup_(store_txn_freep) struct store_txn *txn = NULL;
-	int r = store_txn_begin(sn->store, true, &txn);
+	struct update_op o = {
+		.op = { .fn = update_run, .what = "update", .key = info->key, .err = err },
+		.info = info,
+		.paths = paths,
+		.n = n,
+		.ret = ret,
+	};
+	int r;
 
+	*ret = (struct snap_info){ 0 };
+	r = wq_submit(sn, &o.op);
 	if (r < 0)
-		return fail(err, r, "update: cannot start a transaction: %s", strerror(-r));
-	r = store_update(txn, info, paths, n, ret);
-	if (r < 0)
-		return store_fail(err, txn, r, "update", info->key);
-	r = store_txn_commit(txn);
-	if (r < 0) {
-		snap_info_free(ret);
-		return store_fail(err, txn, r, "update", info->key);
-	}
-	return 0;
+		snap_info_free(ret); /* filled, then its batch failed */
+	return r;
 }
 
 /* A container's writable layer: rwlayer.img was written by a guest, so it is
@@ -911,9 +995,10 @@ static int convert_rwlayer(struct snapshotter *sn, const struct snap_info *info,
 
 /* The layer of a snapshot being committed: for an extract snapshot ours (the
  * differ's Apply wrote it) or converted now from what containerd's walking
- * differ put in fs/; for a container's active snapshot, from rwlayer.img. */
+ * differ put in fs/; for a container's active snapshot, from rwlayer.img.
+ * *ret_made tells whether it was made here. */
 static int make_layer(struct snapshotter *sn, const struct snap_info *info, uint64_t *ret_size,
-		      uint64_t *ret_inodes, struct el_error *err)
+		      uint64_t *ret_inodes, bool *ret_made, struct el_error *err)
 {
 	_cleanup_free_ char *layer = layout_path(&sn->layout, info->id, LAYOUT_LAYER);
 	_cleanup_free_ char *fs = layout_path(&sn->layout, info->id, "fs");
@@ -921,11 +1006,12 @@ static int make_layer(struct snapshotter *sn, const struct snap_info *info, uint
 
 	if (!layer || !fs)
 		return fail(err, -ENOMEM, "out of memory");
+	*ret_made = !sn_is_extract_key(info->key) || !file_exists(layer);
 	if (!sn_is_extract_key(info->key)) {
 		r = convert_rwlayer(sn, info, layer, err);
 		if (r < 0)
 			return r;
-	} else if (!file_exists(layer)) {
+	} else if (*ret_made) {
 		struct el_dir_opts opts = { .overlay_upper = true };
 		struct el_convert_result res;
 		struct el_error cerr;
@@ -1001,6 +1087,7 @@ int sn_commit(struct snapshotter *sn, const char *name, const char *key,
 	_cleanup_free_ uint64_t *ids = NULL;
 	uint64_t size = 0, inodes = 0;
 	size_t n = 0;
+	bool made;
 	int r;
 
 	if (!name || !*name)
@@ -1021,7 +1108,7 @@ int sn_commit(struct snapshotter *sn, const char *name, const char *key,
 
 	if (busy_claim(sn, info.id) < 0)
 		return fail(err, -ENOMEM, "out of memory");
-	r = make_layer(sn, &info, &size, &inodes, err);
+	r = make_layer(sn, &info, &size, &inodes, &made, err);
 	busy_release(sn, info.id);
 	if (r < 0)
 		return r;
@@ -1039,6 +1126,16 @@ int sn_commit(struct snapshotter *sn, const char *name, const char *key,
 			return r;
 	}
 
+	if (sn_is_extract_key(key) && made) {
+		/* its directory was not made durable at Prepare: it must be
+		 * before the record names the layer in it. A layer found made
+		 * came from the differ's Apply, which did that (or is from
+		 * before this start, which synced snapshots/). */
+		r = layout_sync(&sn->layout);
+		if (r < 0)
+			return fail(err, r, "commit %s: cannot sync %s: %s", key, sn->layout.snapshots,
+				    strerror(-r));
+	}
 	r = commit_record(sn, name, key, labels, n_labels, size, inodes, err);
 	if (r < 0)
 		return r;
@@ -1175,16 +1272,33 @@ static int sweep_run(struct snapshotter *sn, struct store_txn *txn, struct wop *
 	return r < 0 ? fail(w->err, r, "cleanup: %s", strerror(-r)) : 0;
 }
 
-/* What a committed snapshot no longer needs: the extract directories, or
- * the container's writable layer its layer was made from. */
-static int drop_leftovers(const struct snap_info *info, void *ud)
+/*
+ * At start-up, each record's directory as it should be: what a committed
+ * snapshot no longer needs (the extract directories, or the container's
+ * writable layer its layer was made from) goes; what a crash may have lost
+ * of a non-durable stage (an extract snapshot's empty directories, a view's
+ * empty lower/) is made again.
+ */
+static int repair_dir(const struct snap_info *info, void *ud)
 {
 	static const char *const names[] = { "fs", "work", LAYOUT_RWLAYER };
 	struct snapshotter *sn = ud;
 	char rel[64];
 
-	if (info->kind != SNAP_KIND_COMMITTED)
+	if (info->kind != SNAP_KIND_COMMITTED) {
+		bool extract = info->kind == SNAP_KIND_ACTIVE && sn_is_extract_key(info->key);
+		bool lower = info->kind == SNAP_KIND_VIEW && !*info->parent;
+		if (!extract && !lower)
+			return 0;
+		int r = layout_restore(&sn->layout, info->id, extract, lower);
+		if (r < 0)
+			log_warn("snapshot %s: cannot make its directory %" PRIu64 " again: %s",
+				 info->key, info->id, strerror(-r));
+		else if (r > 0)
+			log_info("snapshot %s: made what a crash lost of its directory %" PRIu64,
+				 info->key, info->id);
 		return 0;
+	}
 	for (size_t i = 0; i < EL_ARRAY_SIZE(names); i++) {
 		snprintf(rel, sizeof(rel), "%" PRIu64 "/%s", info->id, names[i]);
 		if (faccessat(sn->layout.snapshots_fd, rel, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
@@ -1214,11 +1328,17 @@ static int cleanup(struct snapshotter *sn, bool startup, struct el_error *err)
 		if (r < 0)
 			return fail(err, r, "cleanup: %s", strerror(-r));
 		/* a crash between Commit's record and the removal of what the
-		 * layer was made from leaves that beside layer.erofs */
-		int k = store_walk(txn, drop_leftovers, sn);
+		 * layer was made from leaves that beside layer.erofs; one
+		 * after a Prepare may have lost its (non-durable) directory */
+		int k = store_walk(txn, repair_dir, sn);
 		if (k < 0)
 			return fail(err, k, "cleanup: %s",
 				    *store_txn_errmsg(txn) ? store_txn_errmsg(txn) : strerror(-k));
+		/* what the last run left in the page cache (a process that
+		 * died, not a machine) is durable before anything counts on it */
+		k = layout_sync(&sn->layout);
+		if (k < 0)
+			return fail(err, k, "cannot sync %s: %s", sn->layout.snapshots, strerror(-k));
 		return r;
 	}
 	r = wq_submit(sn, &o.op);

@@ -97,6 +97,7 @@ struct store {
 	 */
 	pthread_mutex_t id_lock;
 	uint64_t id_hwm;
+	bool deferred_sync; /* MDB_NOMETASYNC: see store_options */
 };
 
 struct store_txn {
@@ -955,6 +956,8 @@ static int store_init_dbs(struct store *s, char *errbuf, size_t errlen)
 		s->id_hwm = next;
 	}
 	rc = mdb_txn_commit(txn.t);
+	if (!rc && s->deferred_sync)
+		rc = mdb_env_sync(s->env, 1);
 	if (rc)
 		return open_err(errbuf, errlen, mdb_errno(rc), "committing: %s", mdb_strerror(rc));
 	return 0;
@@ -994,7 +997,9 @@ int store_open(const char *dir, const struct store_options *opts, struct store *
 	}
 	/* MDB_NOTLS: read transactions are owned by their object, not by the
 	 * thread, so a worker may hand one on and hold several. */
-	rc = mdb_env_open(s->env, path, MDB_NOSUBDIR | MDB_NOTLS, 0600);
+	s->deferred_sync = opts && opts->deferred_sync;
+	rc = mdb_env_open(s->env, path,
+			  MDB_NOSUBDIR | MDB_NOTLS | (s->deferred_sync ? MDB_NOMETASYNC : 0), 0600);
 	if (rc) {
 		r = open_err(errbuf, errlen, mdb_errno(rc), "opening %s: %s", path,
 			     mdb_strerror(rc));
@@ -1027,6 +1032,8 @@ struct store *store_close(struct store *store)
 {
 	if (!store)
 		return NULL;
+	if (store->deferred_sync)
+		mdb_env_sync(store->env, 1);
 	mdb_env_close(store->env);
 	pthread_mutex_destroy(&store->id_lock);
 	free(store);
@@ -1109,6 +1116,16 @@ int store_txn_commit(struct store_txn *txn)
 	rc = mdb_txn_commit(txn->t);
 	txn_ended(txn);
 	return rc ? txn_mdb_err(txn, rc, "commit") : 0;
+}
+
+int store_sync(struct store *store)
+{
+	int rc;
+
+	if (!store)
+		return -EINVAL;
+	rc = mdb_env_sync(store->env, 1);
+	return rc ? mdb_errno(rc) : 0;
 }
 
 void store_txn_abort(struct store_txn *txn)

@@ -97,6 +97,15 @@ struct store_txn;
 struct store_options {
 	uint64_t map_size;    /* 0: STORE_MAP_SIZE_DEFAULT */
 	unsigned max_readers; /* 0: 510 concurrent read transactions */
+	/*
+	 * A commit syncs the data it wrote but not the page that makes it the
+	 * current state (LMDB's MDB_NOMETASYNC): it is visible at once, but
+	 * durable only once a later commit or store_sync() has returned. A
+	 * crash may undo the last commits so made, never tear them. For a
+	 * caller that acknowledges a batch of writes after the next batch's
+	 * commit: one sync a batch instead of two.
+	 */
+	bool deferred_sync;
 };
 
 /*
@@ -132,6 +141,9 @@ int store_txn_begin_nested(struct store_txn *parent, struct store_txn **ret_txn)
 int store_txn_commit(struct store_txn *txn);
 /* Ends the transaction discarding its changes; fine after commit or twice. */
 void store_txn_abort(struct store_txn *txn);
+/* Makes every commit so far durable (only needed with deferred_sync; it
+ * syncs all the same otherwise): 0 or -errno. */
+int store_sync(struct store *store);
 /* Aborts if still open, frees; accepts NULL, returns NULL. */
 struct store_txn *store_txn_free(struct store_txn *txn);
 /* What went wrong last in this transaction ("" if nothing was recorded). */

@@ -1069,8 +1069,9 @@ static void test_errors(void **state)
 	sn_mounts_free(&m);
 	FAILS(-EINVAL,
 	      sn_prepare(f->sn, SNAP_KIND_ACTIVE, "a3", "ns/1/extract-1 sha256:e", NULL, 0, &m, &err_));
-	/* nothing was left behind by the failures */
-	assert_int_equal(count_snapshot_dirs(f), dirs + 2);
+	/* nothing was left behind by the failures; of the two made, the view
+	 * on base owns no directory */
+	assert_int_equal(count_snapshot_dirs(f), dirs + 1);
 
 	/* commit of a view, of a committed snapshot */
 	FAILS(-EBUSY, sn_commit(f->sn, "c1", "v1", NULL, 0, &err_));
@@ -1228,12 +1229,13 @@ static void test_remove(void **state)
 	char *xfs = sfile(f, "ns/1/extract-5 sha256:x", "fs");
 	write_file(xfs, "data", "data", 4);
 	free(xfs);
-	assert_int_equal(count_snapshot_dirs(f), 5);
+	/* the view on top owns none */
+	assert_int_equal(count_snapshot_dirs(f), 4);
 
 	const char *order[] = { "view", "active", "ns/1/extract-5 sha256:x", top, base };
 	for (size_t k = 0; k < EL_ARRAY_SIZE(order); k++) {
 		char *dir = sdir(f, order[k]);
-		assert_true(exists(dir));
+		assert_int_equal(exists(dir), k != 0);
 		if (k == 3)
 			FAILS(-EBUSY, sn_remove(f->sn, base, &err_)); /* top is still there */
 		MUST(sn_remove(f->sn, order[k], &err_));
@@ -1306,6 +1308,8 @@ static const char *const population[] = {
 	"default/2/sha256:p1", "default/2/sha256:p2", "pview", "pview0", "pactive",
 	"ns/1/extract-77 sha256:p3",
 };
+/* the members that own a directory: all but pview, a view on a parent */
+#define POPULATION_DIRS (EL_ARRAY_SIZE(population) - 1)
 
 /* every live snapshot as it was: record, directory, files, mounts */
 static void check_population(struct fx *f, struct sn_mounts *before)
@@ -1316,7 +1320,7 @@ static void check_population(struct fx *f, struct sn_mounts *before)
 		MUST(sn_stat(f->sn, population[k], &i, &err_));
 		snap_info_free(&i);
 		char *marker = sfile(f, population[k], LAYOUT_MARKER);
-		assert_true(exists(marker));
+		assert_int_equal(exists(marker), strcmp(population[k], "pview") != 0);
 		free(marker);
 		MUST(sn_mounts(f->sn, population[k], &m, &err_));
 		if (before) {
@@ -1366,7 +1370,7 @@ static void test_cleanup(void **state)
 	make_junk_dir(f, name);
 	make_junk_dir(f, ".tmp-5");
 	make_junk_dir(f, ".trash-7");
-	assert_int_equal(count_snapshot_dirs(f), EL_ARRAY_SIZE(population) + 3);
+	assert_int_equal(count_snapshot_dirs(f), POPULATION_DIRS + 3);
 
 	el_error_clear(&err);
 	int r = sn_cleanup(f->sn, &err);
@@ -1376,7 +1380,7 @@ static void test_cleanup(void **state)
 	assert_false(junk_exists(f, name));
 	assert_false(junk_exists(f, ".tmp-5"));
 	assert_false(junk_exists(f, ".trash-7"));
-	assert_int_equal(count_snapshot_dirs(f), EL_ARRAY_SIZE(population));
+	assert_int_equal(count_snapshot_dirs(f), POPULATION_DIRS);
 	check_population(f, NULL);
 	/* nothing more to do */
 	el_error_clear(&err);
@@ -1499,7 +1503,7 @@ static void test_restart(void **state)
 	assert_false(junk_exists(f, ahead));
 	assert_false(junk_exists(f, ".tmp-3"));
 	assert_false(junk_exists(f, ".trash-2"));
-	assert_int_equal(count_snapshot_dirs(f), EL_ARRAY_SIZE(population));
+	assert_int_equal(count_snapshot_dirs(f), POPULATION_DIRS);
 	check_population(f, before);
 
 	/* records as they were */
@@ -1527,6 +1531,83 @@ static void test_restart(void **state)
 
 	for (size_t k = 0; k < EL_ARRAY_SIZE(population); k++)
 		sn_mounts_free(&before[k]);
+}
+
+/* The directories of extract snapshots and of views without a parent are
+ * not made durable at Prepare: a crash may lose them (the rename, or the
+ * whole directory) while their records survive. The start-up makes them
+ * again, and an extract snapshot so restored still commits. */
+static size_t check_consistent(struct fx *f);
+
+static void test_restore_lost_dirs(void **state)
+{
+	struct fx *f = *state;
+	struct sn_mounts before[EL_ARRAY_SIZE(population)] = { 0 };
+	const char *extract = "ns/1/extract-77 sha256:p3";
+
+	make_population(f);
+	check_population(f, before);
+	uint64_t xid = sid(f, extract), vid = sid(f, "pview0");
+	sn_close(f->sn);
+	f->sn = NULL;
+
+	/* the extract directory's rename lost: it is still .tmp-<id>, holding
+	 * only some of its parts; the view's directory lost altogether */
+	char *xdir = pathf("%s/snapshots/%" PRIu64, f->root, xid);
+	char *xtmp = pathf("%s/snapshots/.tmp-%" PRIu64, f->root, xid);
+	char *vdir = pathf("%s/snapshots/%" PRIu64, f->root, vid);
+	rm_tree(xdir);
+	assert_int_equal(mkdir(xtmp, 0755), 0);
+	mkdir_rel(xtmp, "fs");
+	rm_tree(vdir);
+	open_sn(f);
+
+	assert_false(exists(xtmp));
+	check_consistent(f);
+	/* the mounts as they were (fs/'s file is lost with the directory) */
+	for (size_t k = 0; k < EL_ARRAY_SIZE(population); k++) {
+		struct sn_mounts m = { 0 };
+		MUST(sn_mounts(f->sn, population[k], &m, &err_));
+		if (!mounts_equal(&before[k], &m))
+			fail_msg("mounts of %s changed", population[k]);
+		sn_mounts_free(&m);
+	}
+	for (const char *const *n = (const char *const[]){ "fs", "work", "lower", NULL }; *n; n++) {
+		char *p = pathf("%s/%s", xdir, *n);
+		assert_int_equal(count_entries(p), 0);
+		free(p);
+	}
+	char *lower = pathf("%s/lower", vdir);
+	assert_int_equal(count_entries(lower), 0);
+
+	/* a directory only partly lost: its missing parts come back, what is
+	 * there stays */
+	sn_close(f->sn);
+	f->sn = NULL;
+	char *work = pathf("%s/work", xdir);
+	char *fs = pathf("%s/fs", xdir);
+	rm_tree(work);
+	write_file(fs, "kept", "kept", 4);
+	open_sn(f);
+	check_consistent(f);
+	assert_true(exists(work));
+	assert_int_equal(count_entries(fs), 1);
+
+	/* the restored extract snapshot commits what its fs/ holds */
+	MUST(sn_commit(f->sn, "default/2/sha256:p3", extract, NULL, 0, &err_));
+	const char *three[] = { "default/2/sha256:p1", "default/2/sha256:p2",
+				"default/2/sha256:p3" };
+	check_chain(f, three, 3);
+	check_consistent(f);
+
+	for (size_t k = 0; k < EL_ARRAY_SIZE(population); k++)
+		sn_mounts_free(&before[k]);
+	free(xdir);
+	free(xtmp);
+	free(vdir);
+	free(lower);
+	free(work);
+	free(fs);
 }
 
 /* ---- Usage ---- */
@@ -2058,7 +2139,7 @@ static void hook_release(struct hook *h)
  * break. Returns the number of records. */
 struct consistency {
 	struct fx *f;
-	size_t n;
+	size_t n, n_dirs; /* records, and those that own a directory */
 	char problem[512];
 };
 
@@ -2070,6 +2151,15 @@ static int consistency_one(const struct snap_info *info, void *ud)
 	bool extract = sn_is_extract_key(info->key);
 
 	c->n++;
+	if (info->kind == SNAP_KIND_VIEW && info->parent[0]) {
+		/* its mounts are its parents' files: it owns no directory */
+		if (exists(dir) && !c->problem[0])
+			snprintf(c->problem, sizeof(c->problem), "%s (view on %s) has a directory",
+				 info->key, info->parent);
+		free(dir);
+		return 0;
+	}
+	c->n_dirs++;
 	if (info->kind == SNAP_KIND_COMMITTED)
 		need[1] = LAYOUT_LAYER;
 	else if (info->kind == SNAP_KIND_ACTIVE && extract)
@@ -2116,8 +2206,8 @@ static size_t check_consistent(struct fx *f)
 	}
 	closedir(d);
 	free(sd);
-	if (n != c.n)
-		fail_msg("%zu snapshot directories for %zu snapshots", n, c.n);
+	if (n != c.n_dirs)
+		fail_msg("%zu snapshot directories for %zu snapshots that own one", n, c.n_dirs);
 	return c.n;
 }
 
@@ -2399,7 +2489,7 @@ static void *prepare_on_main(void *p)
 	struct sn_mounts m = { 0 };
 	struct el_error err;
 	el_error_clear(&err);
-	c->r = sn_prepare(c->sn, SNAP_KIND_VIEW, c->key, c->parent, NULL, 0, &m, &err);
+	c->r = sn_prepare(c->sn, SNAP_KIND_ACTIVE, c->key, c->parent, NULL, 0, &m, &err);
 	snprintf(c->msg, sizeof(c->msg), "%s", err.msg);
 	sn_mounts_free(&m);
 	return NULL;
@@ -2414,7 +2504,8 @@ static void test_prepare_parent_renewed(void **state)
 	make_layer(f, "default/2/sha256:p", NULL, NULL, (void *)"p1");
 	hook_init(&h, "prepare:staged", 1, HOOK_BLOCK);
 	sn_set_fault_hook(f->sn, hook_fn, &h);
-	struct prepare_on c = { .sn = f->sn, .key = "child", .parent = "default/2/sha256:p" };
+	struct prepare_on c = { .sn = f->sn, .key = "ns/1/extract-9 sha256:child",
+				.parent = "default/2/sha256:p" };
 	assert_int_equal(pthread_create(&t, NULL, prepare_on_main, &c), 0);
 	hook_wait_reached(&h);
 	uint64_t old = sid(f, "default/2/sha256:p");
@@ -2427,9 +2518,9 @@ static void test_prepare_parent_renewed(void **state)
 	sn_set_fault_hook(f->sn, NULL, NULL);
 	if (c.r < 0)
 		fail_msg("prepare on a renewed parent: %s", c.msg);
-	assert_true(sid(f, "child") > renewed);
+	assert_true(sid(f, c.key) > renewed);
 	struct snap_info i = { 0 };
-	MUST(sn_stat(f->sn, "child", &i, &err_));
+	MUST(sn_stat(f->sn, c.key, &i, &err_));
 	assert_string_equal(i.parent, "default/2/sha256:p");
 	snap_info_free(&i);
 	check_consistent(f);
@@ -2441,6 +2532,7 @@ static void test_prepare_parent_renewed(void **state)
 
 enum crash_op {
 	CRASH_VIEW,
+	CRASH_VIEW0, /* a view without a parent: the one with a directory */
 	CRASH_ACTIVE,
 	CRASH_EXTRACT,
 	CRASH_COMMIT,
@@ -2466,6 +2558,9 @@ static void crash_child(struct fx *f, enum crash_op op, const char *point, int n
 	switch (op) {
 	case CRASH_VIEW:
 		r = sn_prepare(sn, SNAP_KIND_VIEW, "crash", "default/2/sha256:p1", NULL, 0, &m, &err);
+		break;
+	case CRASH_VIEW0:
+		r = sn_prepare(sn, SNAP_KIND_VIEW, "crash", NULL, NULL, 0, &m, &err);
 		break;
 	case CRASH_ACTIVE:
 		r = sn_prepare(sn, SNAP_KIND_ACTIVE, "crash", NULL, NULL, 0, &m, &err);
@@ -2497,12 +2592,15 @@ static void test_crash_points(void **state)
 		const char *key;  /* to look for afterwards */
 		bool exists;	  /* whether it should */
 	} cases[] = {
-		{ CRASH_VIEW, "prepare:staged", "crash", false },
 		{ CRASH_VIEW, "batch:applied", "crash", false },
 		{ CRASH_VIEW, "batch:committed", "crash", true },
+		{ CRASH_VIEW0, "prepare:staged", "crash", false },
+		{ CRASH_VIEW0, "batch:applied", "crash", false },
+		{ CRASH_VIEW0, "batch:committed", "crash", true },
 		{ CRASH_ACTIVE, "prepare:staged", "crash", false },
 		{ CRASH_ACTIVE, "batch:applied", "crash", false },
 		{ CRASH_ACTIVE, "batch:committed", "crash", true },
+		{ CRASH_EXTRACT, "prepare:staged", "ns/9/extract-9 sha256:crash", false },
 		{ CRASH_EXTRACT, "batch:applied", "ns/9/extract-9 sha256:crash", false },
 		{ CRASH_EXTRACT, "batch:committed", "ns/9/extract-9 sha256:crash", true },
 		{ CRASH_COMMIT, "commit:layer", "ns/1/extract-77 sha256:p3", true },
@@ -2561,10 +2659,11 @@ static void test_crash_points(void **state)
 		el_error_clear(&err);
 		switch (cases[k].op) {
 		case CRASH_VIEW:
+		case CRASH_VIEW0:
 		case CRASH_ACTIVE:
 			if (!cases[k].exists)
-				MUST(sn_prepare(f->sn, cases[k].op == CRASH_VIEW ? SNAP_KIND_VIEW
-										  : SNAP_KIND_ACTIVE,
+				MUST(sn_prepare(f->sn, cases[k].op == CRASH_ACTIVE ? SNAP_KIND_ACTIVE
+										   : SNAP_KIND_VIEW,
 						"crash", NULL, NULL, 0, &m, &err_));
 			MUST(sn_remove(f->sn, "crash", &err_));
 			break;
@@ -2774,6 +2873,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_cleanup_orphan_ahead_of_counter, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cleanup_concurrent_prepare, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_restart, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_restore_lost_dirs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_usage, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_update, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_walk, setup, teardown),
