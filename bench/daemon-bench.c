@@ -493,6 +493,37 @@ static long rss_kib(void)
 	return kib;
 }
 
+/* CPU seconds (user + system) the daemon has used so far; -1 without --pid */
+static double daemon_cpu_s(void)
+{
+	char path[64], buf[1024];
+	unsigned long ut, st;
+
+	if (opt.pid <= 0)
+		return -1;
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)opt.pid);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return -1;
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	/* the fields after the command name, which may hold spaces */
+	char *p = strrchr(buf, ')');
+	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
+		return -1;
+	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* CPU seconds this process (the clients) has used so far */
+static double self_cpu_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 /* ---- files the way a differ writes them ---- */
 
 /* a committed layer's image, for --commit-layer */
@@ -535,12 +566,24 @@ static int read_file(const char *path, char **ret, size_t *ret_len)
 	return *ret_len == (size_t)st.st_size ? 0 : -EIO;
 }
 
+static int sync_dir(const char *path, size_t len)
+{
+	char dir[4200];
+	snprintf(dir, sizeof(dir), "%.*s", (int)len, path);
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int r = fd < 0 || fsync(fd) < 0 ? -errno : 0;
+	if (fd >= 0)
+		close(fd);
+	return r;
+}
+
 /* What our differ's Apply does: layer.erofs beside the extract snapshot's
- * fs/ (the upperdir), published atomically. */
+ * fs/ (the upperdir), published atomically and durably, the snapshot's
+ * directory entry in snapshots/ included. */
 static int place_layer(const char *upper)
 {
 	char tmp[4200], final[4200];
-	const char *slash = strrchr(upper, '/');
+	const char *slash = strrchr(upper, '/'), *up;
 	if (!slash)
 		return -EINVAL;
 	snprintf(tmp, sizeof(tmp), "%.*s/.layer.erofs.bench", (int)(slash - upper), upper);
@@ -548,6 +591,12 @@ static int place_layer(const char *upper)
 	int r = write_file_at(tmp, layer_bytes, layer_len, true);
 	if (r == 0 && rename(tmp, final) < 0)
 		r = -errno;
+	if (r == 0)
+		r = sync_dir(upper, (size_t)(slash - upper));
+	for (up = slash - 1; r == 0 && up > upper && *up != '/'; up--)
+		;
+	if (r == 0)
+		r = sync_dir(upper, (size_t)(up - upper));
 	return r;
 }
 
@@ -1198,7 +1247,7 @@ int main(int argc, char **argv)
 	       opt.threads, opt.iterations, opt.views, opt.base_layers, before);
 
 	/* 2. the unpack-like cycle */
-	double t0 = now_ms();
+	double t0 = now_ms(), cpu_d0 = daemon_cpu_s(), cpu_c0 = self_cpu_s();
 	struct worker *w = calloc(opt.threads, sizeof(*w));
 	for (unsigned k = 0; k < opt.threads; k++) {
 		w[k].id = k;
@@ -1210,6 +1259,7 @@ int main(int argc, char **argv)
 	}
 	free(w);
 	double cycle_s = (now_ms() - t0) / 1e3;
+	double cycle_cpu_d = daemon_cpu_s() - cpu_d0, cycle_cpu_c = self_cpu_s() - cpu_c0;
 	long rss_cycle = rss_kib();
 	long after_cycle = list_count(NULL, NULL, NULL, NULL);
 	if (after_cycle != before)
@@ -1253,6 +1303,9 @@ int main(int argc, char **argv)
 	printf("\ncycle: %.1f s for %u iterations (%.0f cycles/s); %u views made in %.1f s (%.0f/s)\n",
 	       cycle_s, opt.threads * opt.iterations, opt.threads * opt.iterations / cycle_s,
 	       opt.views, views_s, opt.views / views_s);
+	if (opt.pid > 0)
+		printf("CPU of the cycle: daemon %.2f s (%.0f us a cycle), clients %.2f s\n", cycle_cpu_d,
+		       cycle_cpu_d * 1e6 / (opt.threads * opt.iterations), cycle_cpu_c);
 	if (opt.pid > 0)
 		printf("RSS (VmRSS) of the daemon: idle %.1f MiB; after the cycle %.1f MiB; "
 		       "with %u views %.1f MiB; after List %.1f MiB; at the end %.1f MiB\n",
