@@ -188,7 +188,7 @@ static int fill_dir(int dfd, bool extract_dirs, bool lower_dir, unsigned *ret_ma
 }
 
 int layout_stage_new(struct layout *l, uint64_t id, bool extract_dirs, bool lower_dir,
-		     struct layout_stage **ret)
+		     bool durable, struct layout_stage **ret)
 {
 	struct layout_stage *st = calloc(1, sizeof(*st));
 	int r;
@@ -197,7 +197,10 @@ int layout_stage_new(struct layout *l, uint64_t id, bool extract_dirs, bool lowe
 		return -ENOMEM;
 	st->fd = -1;
 	st->id = id;
-	snprintf(st->name, sizeof(st->name), ".tmp-%" PRIu64, id);
+	st->durable = durable;
+	/* what need not survive a crash is made under its final name */
+	st->published = !durable;
+	snprintf(st->name, sizeof(st->name), durable ? ".tmp-%" PRIu64 : "%" PRIu64, id);
 	/* listed before it exists: a sweep never sees it unlisted */
 	pthread_mutex_lock(&l->stage_lock);
 	st->next = l->stages;
@@ -265,13 +268,15 @@ int layout_sync(struct layout *l)
 	return dir_sync(l);
 }
 
-int layout_stage_publish(struct layout *l, struct layout_stage *st, bool durable)
+int layout_stage_publish(struct layout *l, struct layout_stage *st)
 {
 	char final[32];
 
+	if (!st->durable)
+		return 0;
 	if (st->published)
 		return -EINVAL;
-	if (durable && fsync(st->fd) < 0)
+	if (fsync(st->fd) < 0)
 		return -errno;
 	snprintf(final, sizeof(final), "%" PRIu64, st->id);
 	if (renameat(l->snapshots_fd, st->name, l->snapshots_fd, final) < 0) {
@@ -280,7 +285,7 @@ int layout_stage_publish(struct layout *l, struct layout_stage *st, bool durable
 			return -errno;
 	}
 	st->published = true;
-	return durable ? dir_sync(l) : 0;
+	return dir_sync(l);
 }
 
 int layout_restore(struct layout *l, uint64_t id, bool extract_dirs, bool lower_dir)

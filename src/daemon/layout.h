@@ -49,12 +49,14 @@ char *layout_path(const struct layout *l, uint64_t id, const char *name);
  * writer lock, under the id the store reserved for it (store_reserve_id):
  *  1. layout_stage_new: snapshots/.tmp-<id> with its marker (and fs/,
  *     work/, lower/ when asked); the caller may add files through fd;
- *  2. layout_stage_publish: renamed to snapshots/<id>, complete before any
- *     record names it. With durable, the directory is fsynced first and
- *     snapshots/ after (one fsync for all the callers that renamed
- *     meanwhile): it survives a crash. Without, it may not, so it must hold
- *     nothing that layout_restore cannot make again (the marker and empty
- *     directories: extract snapshots, views without a parent);
+ *  2. layout_stage_publish: the directory is fsynced, renamed to
+ *     snapshots/<id>, and snapshots/ is fsynced (one fsync for all the
+ *     callers that renamed meanwhile): complete and durable under its final
+ *     name before any record names it. A stage that need not be durable
+ *     (!durable) is made as snapshots/<id> at once, and publishing it does
+ *     nothing: a crash may lose it, so it must hold nothing that
+ *     layout_restore cannot make again (the marker and empty directories:
+ *     extract snapshots, views without a parent);
  *  3. the record is committed (or not), then layout_stage_free, keeping the
  *     directory or removing it (under whichever name it has).
  * Until freed, a stage is in flight: a sweep leaves both its names alone. A
@@ -62,16 +64,17 @@ char *layout_path(const struct layout *l, uint64_t id, const char *name);
  * the start-up sweep removes.
  */
 struct layout_stage {
-	char name[40]; /* .tmp-<id>, under snapshots/ */
+	char name[40]; /* .tmp-<id> (or <id>), under snapshots/ */
 	int fd;	       /* the directory */
 	uint64_t id;
-	bool published; /* renamed to snapshots/<id> */
+	bool durable;
+	bool published; /* under snapshots/<id> */
 	struct layout_stage *next;
 };
 
 int layout_stage_new(struct layout *l, uint64_t id, bool extract_dirs, bool lower_dir,
-		     struct layout_stage **ret);
-int layout_stage_publish(struct layout *l, struct layout_stage *st, bool durable);
+		     bool durable, struct layout_stage **ret);
+int layout_stage_publish(struct layout *l, struct layout_stage *st);
 
 /* fsync of snapshots/ (shared by concurrent callers): the entries renamed
  * into it so far survive a crash. A non-durable stage needs it before a

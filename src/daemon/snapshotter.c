@@ -4,14 +4,15 @@
  * store and storage layout.
  *
  * Ordering, so that a crash never leaves metadata pointing at a missing file:
- *  - Prepare/View: the store reserves the id first; the directory is made as
- *    snapshots/.tmp-<id> and renamed to snapshots/<id>, all outside any
- *    lock; the record is committed after. A crash before leaves a directory
- *    no record owns, which sn_open sweeps. A container's directory (its
- *    rwlayer.img) is made durable before the record; the others hold only
- *    the marker and empty directories, so they are not: sn_open makes again
- *    what a crash lost of them. A view on a parent has no directory at all
- *    (its mounts are its parents' files).
+ *  - Prepare/View: the store reserves the id first; the directory is made
+ *    under it outside any lock, and the record is committed after. A crash
+ *    before leaves a directory no record owns, which sn_open sweeps. A
+ *    container's directory (with its rwlayer.img) is made as
+ *    snapshots/.tmp-<id>, made durable, renamed to snapshots/<id>; the
+ *    others hold only the marker and empty directories, so they are made as
+ *    snapshots/<id> and not synced: sn_open makes again what a crash lost of
+ *    them. A view on a parent has no directory at all (its mounts are its
+ *    parents' files).
  *  - Commit: layer.erofs (and, for chains, fsmeta.erofs and merged.vmdk) are
  *    published first, durably, the snapshot's own directory entry included
  *    (by the differ's Apply, or here when Commit converts), the record
@@ -810,7 +811,7 @@ static int stage_dir(struct snapshotter *sn, struct create_op *o, struct el_erro
 	if (r < 0)
 		return fail(err, r, "%s %s: no snapshot id left: %s", o->op.what, o->op.key,
 			    strerror(-r));
-	r = layout_stage_new(&sn->layout, id, extract, lower, &o->stage);
+	r = layout_stage_new(&sn->layout, id, extract, lower, container, &o->stage);
 	if (r < 0)
 		return fail(err, r, "%s %s: cannot create its directory: %s", o->op.what, o->op.key,
 			    strerror(-r));
@@ -820,7 +821,7 @@ static int stage_dir(struct snapshotter *sn, struct create_op *o, struct el_erro
 			return fail(err, r, "%s %s: cannot create its writable layer: %s",
 				    o->op.what, o->op.key, strerror(-r));
 	}
-	r = layout_stage_publish(&sn->layout, o->stage, container);
+	r = layout_stage_publish(&sn->layout, o->stage);
 	if (r < 0)
 		return fail(err, r, "%s %s: cannot create its directory: %s", o->op.what, o->op.key,
 			    strerror(-r));
