@@ -316,7 +316,7 @@ static int sync_parent(const char *dir)
 	return 0;
 }
 
-int differ_apply(const char *dir, const struct df_blob *blob, atomic_bool *cancel,
+int differ_apply(const char *dir, const struct df_blob *blob, bool immutable, atomic_bool *cancel,
 		 struct df_applied *ret, struct el_error *err)
 {
 	_cleanup_free_ char *path = NULL;
@@ -368,6 +368,17 @@ int differ_apply(const char *dir, const struct df_blob *blob, atomic_bool *cance
 		if (r < 0) {
 			el_error_set(err, r, NULL, EL_NO_OFFSET, "cannot sync the directory above %s: %s",
 				     dir, strerror(-r));
+			unlink(path);
+		}
+	}
+	if (r == 0 && immutable) {
+		/* here, not at Commit: the flag is a journalled inode update,
+		 * which Apply's time hides and Commit's would not */
+		_cleanup_close_ int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		r = fd < 0 ? -errno : layout_set_immutable_fd(fd, true);
+		if (r < 0) {
+			el_error_set(err, r, NULL, EL_NO_OFFSET, "cannot make %s immutable: %s", path,
+				     strerror(-r));
 			unlink(path);
 		}
 	}

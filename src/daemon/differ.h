@@ -73,9 +73,10 @@ struct df_applied {
  * whole blob is read, also what follows the end of the tar. On success the
  * layer is durable, dir's own entry in its parent included (an extract
  * snapshot's directory is not made durable at Prepare: Commit counts on
- * this).
+ * this), and with immutable it carries the immutable flag (Commit sets it
+ * otherwise).
  */
-int differ_apply(const char *dir, const struct df_blob *blob, atomic_bool *cancel,
+int differ_apply(const char *dir, const struct df_blob *blob, bool immutable, atomic_bool *cancel,
 		 struct df_applied *ret, struct el_error *err);
 
 /* ---- Compare ------------------------------------------------------------ */

@@ -71,11 +71,7 @@ char *layout_path(const struct layout *l, uint64_t id, const char *name)
 
 static void clear_immutable_fd(int fd)
 {
-	int flags;
-	if (ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0 && (flags & FS_IMMUTABLE_FL)) {
-		flags &= ~FS_IMMUTABLE_FL;
-		ioctl(fd, FS_IOC_SETFLAGS, &flags);
-	}
+	(void)layout_set_immutable_fd(fd, false);
 }
 
 /* Removes everything below dirfd/name, never following symlinks. The trees
@@ -419,21 +415,29 @@ int layout_sweep(struct layout *l, layout_live_fn live, void *ud)
 	return r < 0 ? r : removed;
 }
 
+int layout_set_immutable_fd(int fd, bool on)
+{
+	int flags, want;
+
+	if (ioctl(fd, FS_IOC_GETFLAGS, &flags) < 0)
+		return errno == ENOTTY || errno == EOPNOTSUPP || errno == EINVAL ? 0 : -errno;
+	want = on ? flags | FS_IMMUTABLE_FL : flags & ~FS_IMMUTABLE_FL;
+	/* setting the flags is a journalled inode update: not when nothing
+	 * changes (the differ's Apply sets it on the layers it publishes) */
+	if (want != flags && ioctl(fd, FS_IOC_SETFLAGS, &want) < 0)
+		return errno == ENOTTY || errno == EOPNOTSUPP ? 0 : -errno;
+	return 0;
+}
+
 int layout_set_immutable(const struct layout *l, uint64_t id, const char *name, bool on)
 {
 	char rel[PATH_MAX];
-	int flags;
 
 	snprintf(rel, sizeof(rel), "%" PRIu64 "/%s", id, name);
 	_cleanup_close_ int fd = openat(l->snapshots_fd, rel, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	if (ioctl(fd, FS_IOC_GETFLAGS, &flags) < 0)
-		return errno == ENOTTY || errno == EOPNOTSUPP || errno == EINVAL ? 0 : -errno;
-	flags = on ? flags | FS_IMMUTABLE_FL : flags & ~FS_IMMUTABLE_FL;
-	if (ioctl(fd, FS_IOC_SETFLAGS, &flags) < 0)
-		return errno == ENOTTY || errno == EOPNOTSUPP ? 0 : -errno;
-	return 0;
+	return layout_set_immutable_fd(fd, on);
 }
 
 int layout_remove_subdir(const struct layout *l, uint64_t id, const char *name)

@@ -117,5 +117,7 @@ int layout_sweep(struct layout *l, layout_live_fn live, void *ud);
 /* Sets or clears FS_IMMUTABLE_FL on snapshots/<id>/<name>; file systems
  * without the flag (tmpfs) are not an error. */
 int layout_set_immutable(const struct layout *l, uint64_t id, const char *name, bool on);
+/* The same on an open file; nothing is written when the flag is as wanted. */
+int layout_set_immutable_fd(int fd, bool on);
 
 #endif

@@ -213,7 +213,7 @@ int main(int argc, char **argv)
 	rpc_server_set_logger(srv, rpc_log, NULL);
 	r = service_snapshots_register(srv, sn, o.name);
 	if (r == 0)
-		r = service_diff_register(srv, content, o.containerd_namespace);
+		r = service_diff_register(srv, content, o.containerd_namespace, o.set_immutable);
 	if (r == 0)
 		r = rpc_server_start(srv);
 	if (r < 0) {

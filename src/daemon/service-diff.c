@@ -27,6 +27,7 @@ typedef Containerd__Types__Descriptor PbDescriptor;
 struct diff_service {
 	struct rpc_client *content;
 	char *default_ns;
+	bool set_immutable;
 };
 
 static int status_of(int r)
@@ -207,7 +208,7 @@ static void h_apply(struct rpc_call *call, ProtobufCMessage *msg, void *ud)
 	r = content_reader_open(&ctx, blob.digest, &reader, &err);
 	if (r == 0) {
 		blob.read_ud = reader;
-		r = differ_apply(dir, &blob, &watch.flag, &applied, &err);
+		r = differ_apply(dir, &blob, svc->set_immutable, &watch.flag, &applied, &err);
 		if (r < 0 && r != -EINVAL && content_reader_error(reader, NULL) < 0) {
 			/* containerd's own words about why the read failed */
 			el_error_clear(&err);
@@ -347,11 +348,12 @@ static void h_diff(struct rpc_call *call, ProtobufCMessage *msg, void *ud)
 static struct diff_service the_service;
 
 int service_diff_register(struct rpc_server *srv, struct rpc_client *content,
-			  const char *default_namespace)
+			  const char *default_namespace, bool set_immutable)
 {
 	int r;
 
 	the_service.content = content;
+	the_service.set_immutable = set_immutable;
 	the_service.default_ns = strdup(default_namespace);
 	if (!the_service.default_ns)
 		return -ENOMEM;

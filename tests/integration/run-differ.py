@@ -380,6 +380,10 @@ def t_apply_bad(env):
         r = run([env.erofs_layer, "cat", os.path.join(d, "layer.erofs"), "a/file"], check=False)
         if r.rc != 0:
             probs.append("erofs-layer cat a/file: %s" % tail(r.err))
+        # published immutable (--set-immutable), before any Commit
+        r = run(["lsattr", "-d", os.path.join(d, "layer.erofs")], check=False)
+        if r.rc != 0 or "i" not in r.out.split()[0]:
+            probs.append("layer.erofs after Apply is not immutable: %s" % (r.out or r.err).strip())
         again = probe_apply(env, MEDIA_GZIP, good, good_size, m)
         if again["status"] != "ALREADY_EXISTS":
             probs.append("a second Apply: %s %s" % (again["status"], again["message"]))
