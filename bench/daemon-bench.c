@@ -41,6 +41,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -596,6 +598,17 @@ static int place_layer(const char *upper)
 	int r = write_file_at(tmp, layer_bytes, layer_len, opt.apply_syncs);
 	if (r == 0 && rename(tmp, final) < 0)
 		r = -errno;
+	if (r == 0) {
+		/* Apply sets the immutable flag (the daemon's default
+		 * --set-immutable); the file systems without it ignore it */
+		int fd = open(final, O_RDONLY | O_CLOEXEC), flags;
+		if (fd >= 0 && ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0) {
+			flags |= FS_IMMUTABLE_FL;
+			ioctl(fd, FS_IOC_SETFLAGS, &flags);
+		}
+		if (fd >= 0)
+			close(fd);
+	}
 	if (!opt.apply_syncs)
 		return r;
 	if (r == 0)
