@@ -97,12 +97,13 @@ m_noun=$(median $(for ((i = 1; i <= runs; i++)); do echo "${t[noun,$i]}"; done))
 m_ours=$(median $(for ((i = 1; i <= runs; i++)); do echo "${t[ours,$i]}"; done))
 m_ov=$(median $(for ((i = 1; i <= runs; i++)); do echo "${t[ov,$i]}"; done))
 
-# each Apply of ours (the daemon's log) against the raw inflate of its blob
-applies=$(grep 'msg=applied' "$lab/sn.log" | tail -n 2)
+# each Apply of ours (the daemon's log: one a run) against the raw inflate of
+# its blob (as many runs), both as medians
+applies=$(grep 'msg=applied' "$lab/sn.log")
 apply_rows=
 while read -r name digest size diffid _; do
-	ms=$(grep "digest=$digest" <<<"$applies" | sed -n 's/.* ms=\([0-9.]*\).*/\1/p' | tail -n 1)
-	fl=$("$floor" "$work/$name" | awk '{ print $2 }')
+	ms=$(median $(grep "digest=$digest" <<<"$applies" | sed -n 's/.* ms=\([0-9.]*\).*/\1/p'))
+	fl=$(median $(for ((i = 1; i <= runs; i++)); do "$floor" "$work/$name" | awk '{ print $2 }'; done))
 	apply_rows+="| $name | $((size / 1000000)) MB | $(awk -v s="$fl" 'BEGIN { printf "%.2f s", s }') | $(awk -v m="$ms" 'BEGIN { printf "%.2f s", m / 1000 }') | $(awk -v s="$fl" -v m="$ms" 'BEGIN { printf "%.0f%%", 100 * s / (m / 1000) }') |"$'\n'
 done < "$work/layers.txt"
 
