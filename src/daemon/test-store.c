@@ -909,6 +909,40 @@ static void test_crash(void **state)
 	assert_int_equal(get1(f, "durable2", NULL), 0);
 }
 
+/* deferred_sync (MDB_NOMETASYNC): a commit is visible at once, store_sync
+ * makes it durable, and consecutive commits build on each other as usual
+ * (each one's data sync also covers the meta page before it). */
+static void test_deferred_sync(void **state)
+{
+	struct fx *f = *state;
+	struct store_options o = { .deferred_sync = true };
+	char err[256] = "";
+	struct store_txn *t;
+
+	f->s = store_close(f->s);
+	assert_int_equal(store_open(f->dir, &o, &f->s, err, sizeof(err)), 0);
+	for (int k = 0; k < 50; k++) {
+		char key[16];
+		snprintf(key, sizeof(key), "d%d", k);
+		t = begin(f, true);
+		assert_int_equal(store_create(t, key, SNAP_KIND_ACTIVE, NULL, NULL, 0, NULL), 0);
+		commit_txn(t);
+		/* visible before any sync */
+		assert_int_equal(get1(f, key, NULL), 0);
+		if (k % 10 == 9)
+			assert_int_equal(store_sync(f->s), 0);
+	}
+	assert_int_equal(store_sync(NULL), -EINVAL);
+	/* the last commits were not synced: closing syncs them, and the
+	 * store opened again (without the option) sees them all */
+	reopen(f);
+	for (int k = 0; k < 50; k++) {
+		char key[16];
+		snprintf(key, sizeof(key), "d%d", k);
+		assert_int_equal(get1(f, key, NULL), 0);
+	}
+}
+
 /* ---- labels ---- */
 
 static void test_update_mask(void **state)
@@ -1808,6 +1842,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_nested_poisoned, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reserved_ids, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crash, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_deferred_sync, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_update_mask, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_labels, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_walk_children, setup, teardown),
