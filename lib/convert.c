@@ -107,19 +107,11 @@ int el_convert_fd(int in_fd, const char *out_path, const struct el_convert_opts 
 	struct el_outfile of;
 	int r;
 
-	r = el_outfile_open(&of, out_path, 0644);
+	r = el_outfile_create(&of, out_path, 0644, err);
 	if (r < 0)
-		return el_error_set(err, r, NULL, EL_NO_OFFSET, "cannot create %s: %s", out_path,
-				    strerror(-r));
+		return r;
 	r = el_input_new_fd(in_fd, &in, err);
 	if (r >= 0)
 		r = el_convert_input(in, of.fd, opts, ret, err);
-	if (r >= 0) {
-		r = el_outfile_publish(&of);
-		if (r < 0)
-			el_error_set(err, r, NULL, EL_NO_OFFSET, "cannot publish %s: %s", out_path,
-				     strerror(-r));
-	}
-	el_outfile_discard(&of);
-	return r;
+	return el_outfile_finish(&of, r, out_path, err);
 }

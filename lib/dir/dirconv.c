@@ -818,17 +818,9 @@ int el_convert_dir_path(const char *dir, const char *out_path, const struct el_d
 	if (dfd < 0)
 		return el_error_set(err, -errno, WHAT, EL_NO_OFFSET, "cannot open %s: %s", dir,
 				    strerror(errno));
-	r = el_outfile_open(&of, out_path, 0644);
+	r = el_outfile_create(&of, out_path, 0644, err);
 	if (r < 0)
-		return el_error_set(err, r, NULL, EL_NO_OFFSET, "cannot create %s: %s", out_path,
-				    strerror(-r));
+		return r;
 	r = el_convert_dir(dfd, of.fd, opts, ret, err);
-	if (r >= 0) {
-		r = el_outfile_publish(&of);
-		if (r < 0)
-			el_error_set(err, r, NULL, EL_NO_OFFSET, "cannot publish %s: %s", out_path,
-				     strerror(-r));
-	}
-	el_outfile_discard(&of);
-	return r;
+	return el_outfile_finish(&of, r, out_path, err);
 }

@@ -204,17 +204,9 @@ int el_convert_ext4(const char *image, const char *subdir, const char *out_path,
 	r = el_ext4_open(image, &fs, err);
 	if (r < 0)
 		return r;
-	r = el_outfile_open(&of, out_path, 0644);
+	r = el_outfile_create(&of, out_path, 0644, err);
 	if (r < 0)
-		return el_error_set(err, r, NULL, EL_NO_OFFSET, "cannot create %s: %s", out_path,
-				    strerror(-r));
+		return r;
 	r = convert_fd(fs, subdir, of.fd, opts, ret, err);
-	if (r >= 0) {
-		r = el_outfile_publish(&of);
-		if (r < 0)
-			el_error_set(err, r, NULL, EL_NO_OFFSET, "cannot publish %s: %s", out_path,
-				     strerror(-r));
-	}
-	el_outfile_discard(&of);
-	return r;
+	return el_outfile_finish(&of, r, out_path, err);
 }

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "erofs-layer/error.h"
 #include "macro.h"
 
 ssize_t el_read_full(int fd, void *buf, size_t len)
@@ -194,4 +195,26 @@ void el_outfile_discard(struct el_outfile *of)
 	free(of->base);
 	of->tmpname = of->dir = of->base = NULL;
 	errno = saved;
+}
+
+int el_outfile_create(struct el_outfile *of, const char *path, mode_t mode, struct el_error *err)
+{
+	int r = el_outfile_open(of, path, mode);
+
+	if (r < 0)
+		return el_error_set(err, r, NULL, EL_NO_OFFSET, "cannot create %s: %s", path,
+				    strerror(-r));
+	return 0;
+}
+
+int el_outfile_finish(struct el_outfile *of, int r, const char *path, struct el_error *err)
+{
+	if (r >= 0) {
+		int p = el_outfile_publish(of);
+		if (p < 0)
+			r = el_error_set(err, p, NULL, EL_NO_OFFSET, "cannot publish %s: %s", path,
+					 strerror(-p));
+	}
+	el_outfile_discard(of);
+	return r;
 }

@@ -34,4 +34,12 @@ int el_outfile_open(struct el_outfile *of, const char *path, mode_t mode);
 int el_outfile_publish(struct el_outfile *of);
 void el_outfile_discard(struct el_outfile *of);
 
+/* The same, with failures as an el_error naming path: el_outfile_create
+ * opens ("cannot create PATH: ..."); el_outfile_finish, given the result r
+ * of writing the file, publishes it when r >= 0 ("cannot publish PATH:
+ * ..."), discards what is left either way and returns r or the failure. */
+struct el_error;
+int el_outfile_create(struct el_outfile *of, const char *path, mode_t mode, struct el_error *err);
+int el_outfile_finish(struct el_outfile *of, int r, const char *path, struct el_error *err);
+
 #endif

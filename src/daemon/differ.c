@@ -345,11 +345,10 @@ int differ_apply(const char *dir, const struct df_blob *blob, bool immutable, at
 	el_error_clear(&br.err);
 	if (!br.sha)
 		return el_error_set(err, -ENOMEM, NULL, EL_NO_OFFSET, "out of memory");
-	r = el_outfile_open(&of, path, 0644);
+	r = el_outfile_create(&of, path, 0644, err);
 	if (r < 0) {
 		el_sha256_free(br.sha);
-		return el_error_set(err, r, NULL, EL_NO_OFFSET, "cannot create %s: %s", path,
-				    strerror(-r));
+		return r;
 	}
 	if (media == DF_MEDIA_TAR)
 		r = apply_tar(&br, of.fd, cancel, true, ret, err);
@@ -357,12 +356,7 @@ int differ_apply(const char *dir, const struct df_blob *blob, bool immutable, at
 		r = apply_erofs(&br, of.fd, ret, err);
 	if (r == 0 && cancel && atomic_load(cancel))
 		r = el_error_set(err, -ECANCELED, NULL, EL_NO_OFFSET, "cancelled");
-	if (r == 0) {
-		r = el_outfile_publish(&of);
-		if (r < 0)
-			el_error_set(err, r, NULL, EL_NO_OFFSET, "cannot publish %s: %s", path,
-				     strerror(-r));
-	}
+	r = el_outfile_finish(&of, r, path, err);
 	if (r == 0) {
 		r = sync_parent(dir);
 		if (r < 0) {
@@ -382,7 +376,6 @@ int differ_apply(const char *dir, const struct df_blob *blob, bool immutable, at
 			unlink(path);
 		}
 	}
-	el_outfile_discard(&of);
 	el_sha256_free(br.sha);
 	return r;
 }

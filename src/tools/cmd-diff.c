@@ -107,9 +107,7 @@ int cmd_diff(int argc, char **argv)
 	topts.write = sink;
 	topts.write_ud = &of.fd;
 	r = el_upper_tar_ext4(image, subdir, &topts, warn_cb, NULL, &res, &err);
-	if (r == 0 && (r = el_outfile_publish(&of)) < 0)
-		el_error_set(&err, r, NULL, EL_NO_OFFSET, "cannot publish %s: %s", out, strerror(-r));
-	el_outfile_discard(&of);
+	r = el_outfile_finish(&of, r, out, &err);
 	if (r < 0) {
 		fprintf(stderr, "erofs-layer diff: %s: %s\n", image, el_error_format(&err, msg, sizeof(msg)));
 		return r == -EUCLEAN || r == -EINVAL || r == -EOPNOTSUPP || r == -ENOENT ? EXIT_BADINPUT : 1;
