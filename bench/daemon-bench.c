@@ -675,6 +675,27 @@ static void *cycle_main(void *p)
 	return NULL;
 }
 
+/* --threads workers running fn (on a struct worker each), joined, their
+ * samples merged */
+static void run_workers(void *(*fn)(void *))
+{
+	struct worker *w = calloc(opt.threads, sizeof(*w));
+
+	if (!w) {
+		problem("out of memory");
+		return;
+	}
+	for (unsigned k = 0; k < opt.threads; k++) {
+		w[k].id = k;
+		pthread_create(&w[k].t, NULL, fn, &w[k]);
+	}
+	for (unsigned k = 0; k < opt.threads; k++) {
+		pthread_join(w[k].t, NULL);
+		merge_local(&w[k].l);
+	}
+	free(w);
+}
+
 static void view_key(char *buf, size_t len, unsigned i)
 {
 	snprintf(buf, len, "%s/views/%05u", opt.prefix, i);
@@ -1238,16 +1259,7 @@ int main(int argc, char **argv)
 		       opt.threads, opt.iterations, opt.base_layers, opt.keep_every,
 		       opt.keep_every == 1 ? "st" : "th");
 		double l0 = now_ms();
-		struct worker *lw = calloc(opt.threads, sizeof(*lw));
-		for (unsigned k = 0; k < opt.threads; k++) {
-			lw[k].id = k;
-			pthread_create(&lw[k].t, NULL, load_main, &lw[k]);
-		}
-		for (unsigned k = 0; k < opt.threads; k++) {
-			pthread_join(lw[k].t, NULL);
-			merge_local(&lw[k].l);
-		}
-		free(lw);
+		run_workers(load_main);
 		double load_s = (now_ms() - l0) / 1e3;
 		load_verify((const char *const *)base_names, opt.base_layers);
 		print_table();
@@ -1270,16 +1282,7 @@ int main(int argc, char **argv)
 
 	/* 2. the unpack-like cycle */
 	double t0 = now_ms(), cpu_d0 = daemon_cpu_s(), cpu_c0 = self_cpu_s();
-	struct worker *w = calloc(opt.threads, sizeof(*w));
-	for (unsigned k = 0; k < opt.threads; k++) {
-		w[k].id = k;
-		pthread_create(&w[k].t, NULL, cycle_main, &w[k]);
-	}
-	for (unsigned k = 0; k < opt.threads; k++) {
-		pthread_join(w[k].t, NULL);
-		merge_local(&w[k].l);
-	}
-	free(w);
+	run_workers(cycle_main);
 	double cycle_s = (now_ms() - t0) / 1e3;
 	double cycle_cpu_d = daemon_cpu_s() - cpu_d0, cycle_cpu_c = self_cpu_s() - cpu_c0;
 	long rss_cycle = rss_kib();
