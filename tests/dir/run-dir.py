@@ -486,13 +486,7 @@ def case_sparse_5g(ctx):
         raise CaseSkipped("--no-big")
     src = ctx.fresh("sparse-5g")
     p = os.path.join(src, "big")
-    fd = os.open(p, os.O_WRONLY | os.O_CREAT, 0o644)
-    try:
-        os.pwrite(fd, b"head", 0)
-        os.pwrite(fd, b"across 4 GiB" * 1000, (4 << 30) - 5000)
-        os.pwrite(fd, b"tail", 5 * GIB - 4)
-    finally:
-        os.close(fd)
+    write_sparse_5g(p)
     write(os.path.join(src, "small"), b"small")
     set_times(src, seed=9)
     f, _, img = convert_and_compare(ctx, src, "sparse-5g")
@@ -874,6 +868,40 @@ def environment_problem():
     return None
 
 
+def suite_main(suite, cases, args, problem, make_ctx, width):
+    """What a suite's main does once its arguments are parsed: --list, the
+    checks of the environment (exit 77: skipped) and of the binary, then
+    the cases. problem() says why the suite cannot run here, or None."""
+    if args.list:
+        for name, _, desc in cases:
+            print("%-*s %s" % (width, name, desc))
+        return 0
+    why = problem()
+    if why:
+        print("skip %s: cannot run here: %s" % (suite, why))
+        print("0 passed, 0 failed, %d skipped" % len(cases))
+        return 77
+    if not os.access(args.erofs_layer, os.X_OK):
+        print("FAIL setup: %s is not an executable" % args.erofs_layer)
+        print("0 passed, 1 failed")
+        return 1
+    os.umask(0o022)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    return run_suite(make_ctx(args), cases, args)
+
+
+def write_sparse_5g(path):
+    """A 5 GiB sparse file with data at its head, across 4 GiB and at its
+    tail."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        os.pwrite(fd, b"head", 0)
+        os.pwrite(fd, b"across 4 GiB" * 1000, (4 << 30) - 5000)
+        os.pwrite(fd, b"tail", 5 * GIB - 4)
+    finally:
+        os.close(fd)
+
+
 def run_suite(ctx, cases, args):
     """Runs the selected cases (cleanup-sanity always) in ctx's fresh work
     directory, one line each, unmounting after every case; prints the
@@ -955,25 +983,9 @@ def main():
     ap.add_argument("--no-big", action="store_true", help="skip the 5 GiB case")
     ap.add_argument("--verbose", action="store_true", help="print the time of each step")
     args = ap.parse_args()
-    if args.list:
-        for name, _, desc in CASES:
-            print("%-20s %s" % (name, desc))
-        return 0
-    if not args.workdir or not args.erofs_layer:
+    if not args.list and (not args.workdir or not args.erofs_layer):
         ap.error("--erofs-layer and --workdir are required")
-    why = environment_problem()
-    if why:
-        print("skip dir: cannot run here: %s" % why)
-        print("0 passed, 0 failed, %d skipped" % len(CASES))
-        return 77
-    if not os.access(args.erofs_layer, os.X_OK):
-        print("FAIL setup: %s is not an executable" % args.erofs_layer)
-        print("0 passed, 1 failed")
-        return 1
-    os.umask(0o022)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    ctx = Ctx(args)
-    return run_suite(ctx, CASES, args)
+    return suite_main("dir", CASES, args, environment_problem, Ctx, 20)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -23,7 +23,6 @@ import importlib.util
 import os
 import random
 import shutil
-import signal
 import stat
 import struct
 import subprocess
@@ -54,7 +53,6 @@ EXIT_BADINPUT = rd.EXIT_BADINPUT
 EXIT_USAGE = rd.EXIT_USAGE
 SB_UUID = rd.SB_UUID
 UUID = "00112233445566778899aabbccddeeff"
-GIB = 1 << 30
 
 
 class Ctx(rd.Ctx):
@@ -466,14 +464,7 @@ def case_sparse_5g(ctx):
     if ctx.args.no_big:
         raise CaseSkipped("--no-big")
     t, up = template(ctx, "sparse-5g")
-    p = os.path.join(up, "big")
-    fd = os.open(p, os.O_WRONLY | os.O_CREAT, 0o644)
-    try:
-        os.pwrite(fd, b"head", 0)
-        os.pwrite(fd, b"across 4 GiB" * 1000, (4 << 30) - 5000)
-        os.pwrite(fd, b"tail", 5 * GIB - 4)
-    finally:
-        os.close(fd)
+    rd.write_sparse_5g(os.path.join(up, "big"))
     rd.set_times(up, seed=9)
     img = mkfs(ctx, ctx.ext4("sparse-5g"), t, size=64 << 20)
     patch_times(img, up, "upper")
@@ -909,25 +900,9 @@ def main():
     ap.add_argument("--fuzz-seed", type=int)
     ap.add_argument("--verbose", action="store_true", help="print the time of each step")
     args = ap.parse_args()
-    if args.list:
-        for name, _, desc in CASES:
-            print("%-16s %s" % (name, desc))
-        return 0
-    if not args.workdir or not args.erofs_layer:
+    if not args.list and (not args.workdir or not args.erofs_layer):
         ap.error("--erofs-layer and --workdir are required")
-    why = environment_problem()
-    if why:
-        print("skip ext4: cannot run here: %s" % why)
-        print("0 passed, 0 failed, %d skipped" % len(CASES))
-        return 77
-    if not os.access(args.erofs_layer, os.X_OK):
-        print("FAIL setup: %s is not an executable" % args.erofs_layer)
-        print("0 passed, 1 failed")
-        return 1
-    os.umask(0o022)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    ctx = Ctx(args)
-    return rd.run_suite(ctx, CASES, args)
+    return rd.suite_main("ext4", CASES, args, environment_problem, Ctx, 16)
 
 if __name__ == "__main__":
     sys.exit(main())
