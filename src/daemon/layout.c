@@ -69,11 +69,6 @@ char *layout_path(const struct layout *l, uint64_t id, const char *name)
 	return p;
 }
 
-static void clear_immutable_fd(int fd)
-{
-	(void)layout_set_immutable_fd(fd, false);
-}
-
 /* Removes everything below dirfd/name, never following symlinks. The trees
  * are ours (fs/ may hold what a layer tar put there), depth is bounded by
  * the path limit of what created them. */
@@ -86,12 +81,12 @@ static int remove_tree(int dirfd, const char *name)
 		if (errno == ENOTDIR || errno == ELOOP) {
 			_cleanup_close_ int f = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
 			if (f >= 0)
-				clear_immutable_fd(f);
+				(void)layout_set_immutable_fd(f, false);
 			return unlinkat(dirfd, name, 0) < 0 && errno != ENOENT ? -errno : 0;
 		}
 		return errno == ENOENT ? 0 : -errno;
 	}
-	clear_immutable_fd(fd);
+	(void)layout_set_immutable_fd(fd, false);
 	int dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
 	DIR *d = dup_fd >= 0 ? fdopendir(dup_fd) : NULL;
 	if (!d) {

@@ -794,6 +794,28 @@ static int write_rwlayer(struct snapshotter *sn, struct layout_stage *st)
 	return r < 0 ? r : ext4_template_write(sn->tmpl, st->fd, LAYOUT_RWLAYER);
 }
 
+/* What a snapshot's directory holds, by its kind, key and parent (DESIGN
+ * §5, §6). A committed snapshot's comes from its active one. */
+struct dir_shape {
+	bool none;	/* a view on a parent: its mounts are its parents' files */
+	bool lower;	/* a view without a parent: an empty lower/ */
+	bool extract;	/* an extract snapshot: empty fs/, work/, lower/ */
+	bool container; /* any other active snapshot: rwlayer.img */
+};
+
+static struct dir_shape dir_shape(enum snap_kind kind, const char *key, const char *parent)
+{
+	bool has_parent = parent && *parent;
+	bool extract = kind == SNAP_KIND_ACTIVE && sn_is_extract_key(key);
+
+	return (struct dir_shape){
+		.none = kind == SNAP_KIND_VIEW && has_parent,
+		.lower = kind == SNAP_KIND_VIEW && !has_parent,
+		.extract = extract,
+		.container = kind == SNAP_KIND_ACTIVE && !extract,
+	};
+}
+
 /* The directory of a new snapshot, complete as snapshots/<id> under an id
  * reserved for it, before its record exists; no lock is held meanwhile.
  * Only a container's (rwlayer.img) is made durable here: the others hold
@@ -802,20 +824,19 @@ static int write_rwlayer(struct snapshotter *sn, struct layout_stage *st)
  * counts. */
 static int stage_dir(struct snapshotter *sn, struct create_op *o, struct el_error *err)
 {
-	bool extract = o->kind == SNAP_KIND_ACTIVE && sn_is_extract_key(o->op.key);
-	bool lower = o->kind == SNAP_KIND_VIEW && (!o->parent || !*o->parent);
-	bool container = o->kind == SNAP_KIND_ACTIVE && !extract;
+	struct dir_shape shape = dir_shape(o->kind, o->op.key, o->parent);
 	uint64_t id;
 	int r = store_reserve_id(sn->store, &id);
 
 	if (r < 0)
 		return fail(err, r, "%s %s: no snapshot id left: %s", o->op.what, o->op.key,
 			    strerror(-r));
-	r = layout_stage_new(&sn->layout, id, extract, lower, container, &o->stage);
+	r = layout_stage_new(&sn->layout, id, shape.extract, shape.lower, shape.container,
+			     &o->stage);
 	if (r < 0)
 		return fail(err, r, "%s %s: cannot create its directory: %s", o->op.what, o->op.key,
 			    strerror(-r));
-	if (container) {
+	if (shape.container) {
 		r = write_rwlayer(sn, o->stage);
 		if (r < 0)
 			return fail(err, r, "%s %s: cannot create its writable layer: %s",
@@ -840,8 +861,7 @@ int sn_prepare(struct snapshotter *sn, enum snap_kind kind, const char *key, con
 		.parent = parent,
 		.labels = labels,
 		.n_labels = n_labels,
-		/* its mounts are its parents' files: it owns none */
-		.dirless = kind == SNAP_KIND_VIEW && parent && *parent,
+		.dirless = dir_shape(kind, key, parent).none,
 	};
 	bool stage;
 	int r;
@@ -1287,11 +1307,10 @@ static int repair_dir(const struct snap_info *info, void *ud)
 	char rel[64];
 
 	if (info->kind != SNAP_KIND_COMMITTED) {
-		bool extract = info->kind == SNAP_KIND_ACTIVE && sn_is_extract_key(info->key);
-		bool lower = info->kind == SNAP_KIND_VIEW && !*info->parent;
-		if (!extract && !lower)
+		struct dir_shape shape = dir_shape(info->kind, info->key, info->parent);
+		if (!shape.extract && !shape.lower)
 			return 0;
-		int r = layout_restore(&sn->layout, info->id, extract, lower);
+		int r = layout_restore(&sn->layout, info->id, shape.extract, shape.lower);
 		if (r < 0)
 			log_warn("snapshot %s: cannot make its directory %" PRIu64 " again: %s",
 				 info->key, info->id, strerror(-r));
