@@ -628,6 +628,22 @@ struct worker {
 	struct local l;
 };
 
+/* View(parent) as a client looks at an image: one erofs mount, Mounts, then
+ * Remove */
+static void view_once(struct local *l, const char *view, const char *parent)
+{
+	size_t n = 0;
+	char *type = NULL;
+
+	if (prepare(l, M_VIEW, true, view, parent, &n, &type) != 0)
+		return;
+	if (n != 1 || !type || strcmp(type, "erofs") != 0)
+		problem("View %s: %zu mounts, %s; expected one erofs", view, n, type ? type : "-");
+	free(type);
+	mounts(l, M_MOUNTS_VIEW, view, "erofs", 1);
+	remove_key(l, M_REMOVE_VIEW, view);
+}
+
 static void *cycle_main(void *p)
 {
 	struct worker *w = p;
@@ -662,14 +678,7 @@ static void *cycle_main(void *p)
 			remove_key(NULL, M_REMOVE_COMMITTED, key);
 			continue;
 		}
-		if (prepare(&w->l, M_VIEW, true, view, base_key, &n, &type) == 0) {
-			if (n != 1 || !type || strcmp(type, "erofs") != 0)
-				problem("View %s: %zu mounts, %s; expected one erofs", view, n,
-					type ? type : "-");
-			free(type);
-			mounts(&w->l, M_MOUNTS_VIEW, view, "erofs", 1);
-			remove_key(&w->l, M_REMOVE_VIEW, view);
-		}
+		view_once(&w->l, view, base_key);
 		remove_key(&w->l, M_REMOVE_COMMITTED, name);
 	}
 	return NULL;
@@ -916,14 +925,7 @@ static void *load_main(void *p)
 			free(upper);
 			continue;
 		}
-		if (prepare(&w->l, M_VIEW, true, view, name, &n, &type) == 0) {
-			if (n != 1 || !type || strcmp(type, "erofs") != 0)
-				problem("View %s: %zu mounts, %s; expected one erofs", view, n,
-					type ? type : "-");
-			free(type);
-			mounts(&w->l, M_MOUNTS_VIEW, view, "erofs", 1);
-			remove_key(&w->l, M_REMOVE_VIEW, view);
-		}
+		view_once(&w->l, view, name);
 		if (i % 4 == 0 &&
 		    prepare(&w->l, M_PREPARE_ACTIVE, false, act, name, &n, &type) == 0) {
 			if (n != 2 || !type || strcmp(type, "erofs") != 0)
