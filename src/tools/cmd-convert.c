@@ -56,6 +56,15 @@ static int parse_uuid(const char *s, uint8_t out[16])
 	return n == 32 ? 0 : -EINVAL;
 }
 
+/* what convert --dir and --ext4 print: a tree, not a tar, was read */
+static void print_tree_result(const struct el_convert_result *res)
+{
+	printf("entries %" PRIu64 "\n", res->entries);
+	printf("data_bytes %" PRIu64 "\n", res->tar_bytes);
+	printf("inodes %" PRIu64 "\n", res->image.inodes);
+	printf("image_bytes %" PRIu64 "\n", res->image.image_bytes);
+}
+
 static int convert_dir(const char *dir, const char *out, const struct el_convert_opts *copts,
 		       bool overlay_upper)
 {
@@ -81,10 +90,7 @@ static int convert_dir(const char *dir, const char *out, const struct el_convert
 			       ? EXIT_BADINPUT
 			       : 1;
 	}
-	printf("entries %" PRIu64 "\n", res.entries);
-	printf("data_bytes %" PRIu64 "\n", res.tar_bytes);
-	printf("inodes %" PRIu64 "\n", res.image.inodes);
-	printf("image_bytes %" PRIu64 "\n", res.image.image_bytes);
+	print_tree_result(&res);
 	return 0;
 }
 
@@ -134,10 +140,7 @@ static int convert_ext4(const char *arg, const char *out, const struct el_conver
 			       ? EXIT_BADINPUT
 			       : 1;
 	}
-	printf("entries %" PRIu64 "\n", res.entries);
-	printf("data_bytes %" PRIu64 "\n", res.tar_bytes);
-	printf("inodes %" PRIu64 "\n", res.image.inodes);
-	printf("image_bytes %" PRIu64 "\n", res.image.image_bytes);
+	print_tree_result(&res);
 	return 0;
 }
 
