@@ -8,6 +8,11 @@
  * The sha256 of the uncompressed stream is computed on the side that has the
  * spare time: the producer for plain tar (a read is cheaper than a write), the
  * consumer for compressed input (inflate is the slowest stage).
+ *
+ * Compressed input is read by a third thread, the fetcher, into a ring of
+ * chunks that the producer inflates in place: the producer does nothing but
+ * inflate, and whatever the source costs (a gRPC stream, the blob's own
+ * digest in the daemon's read function) runs beside it.
  */
 #include "erofs-layer/input.h"
 
@@ -29,12 +34,19 @@
 
 #define WINDOW_SIZE (1u << 20)
 #define NWINDOWS 4
-#define RAW_SIZE (256u << 10)
+#define CHUNK_SIZE (256u << 10)
+#define CHUNK_KEEP 16 /* room in front of a chunk for the previous one's tail */
+#define NCHUNKS 8
 #define MAP_RELEASE_STEP ((size_t)8 << 20)
 #define MAP_AHEAD ((size_t)32 << 20)
 
 struct window {
 	uint8_t *buf;
+	size_t len;
+};
+
+struct chunk {
+	uint8_t *buf; /* CHUNK_KEEP bytes of room, then up to CHUNK_SIZE of data */
 	size_t len;
 };
 
@@ -54,7 +66,19 @@ struct el_input {
 	bool eof, cancelled;
 	struct el_error perr; /* producer's error, delivered after its data */
 
-	/* producer-only state */
+	/* The raw (compressed) bytes: chunk[0] holds what detect() read; for
+	 * compressed input the fetcher fills the ring [chunk_head,
+	 * chunk_head+chunk_count), whose first chunk the producer holds. */
+	pthread_t fetch_thread;
+	bool fetching;
+	pthread_mutex_t chunk_lock;
+	pthread_cond_t chunk_cond;
+	struct chunk chunk[NCHUNKS];
+	unsigned chunk_head, chunk_count;
+	bool fetch_done; /* no chunk will follow: the end, or fetch_code */
+	int fetch_code;
+
+	/* producer-only state: the held chunk's bytes */
 	uint8_t *raw;
 	size_t raw_len, raw_pos;
 	uint64_t raw_off; /* compressed bytes consumed before raw[0] */
@@ -93,25 +117,97 @@ static long raw_read(struct el_input *in, void *buf, size_t len)
 	return n;
 }
 
-/* Refill the raw buffer, keeping unconsumed bytes. Returns bytes available,
- * 0 at EOF, or -errno. */
-static long raw_fill(struct el_input *in)
+/* Set under lock, read under either lock. */
+static bool is_cancelled(struct el_input *in)
 {
-	if (in->raw_pos > 0) {
-		memmove(in->raw, in->raw + in->raw_pos, in->raw_len - in->raw_pos);
-		in->raw_off += in->raw_pos;
-		in->raw_len -= in->raw_pos;
-		in->raw_pos = 0;
+	return __atomic_load_n(&in->cancelled, __ATOMIC_ACQUIRE);
+}
+
+/* The fetcher: reads the raw bytes into free chunks until the end, an error
+ * or cancellation. */
+static void *fetcher(void *arg)
+{
+	struct el_input *in = arg;
+	long n = 1;
+
+	while (n > 0) {
+		struct chunk *c;
+		size_t len = 0;
+
+		pthread_mutex_lock(&in->chunk_lock);
+		while (in->chunk_count == NCHUNKS && !is_cancelled(in))
+			pthread_cond_wait(&in->chunk_cond, &in->chunk_lock);
+		if (is_cancelled(in)) {
+			pthread_mutex_unlock(&in->chunk_lock);
+			break;
+		}
+		c = &in->chunk[(in->chunk_head + in->chunk_count) % NCHUNKS];
+		pthread_mutex_unlock(&in->chunk_lock);
+
+		while (len < CHUNK_SIZE && (n = raw_read(in, c->buf + CHUNK_KEEP + len, CHUNK_SIZE - len)) > 0)
+			len += (size_t)n;
+
+		pthread_mutex_lock(&in->chunk_lock);
+		c->len = len;
+		if (len)
+			in->chunk_count++;
+		if (n <= 0) {
+			in->fetch_done = true;
+			in->fetch_code = (int)n;
+		}
+		pthread_cond_broadcast(&in->chunk_cond);
+		pthread_mutex_unlock(&in->chunk_lock);
 	}
-	if (!in->raw_eof && in->raw_len < RAW_SIZE) {
-		long n = raw_read(in, in->raw + in->raw_len, RAW_SIZE - in->raw_len);
-		if (n < 0)
-			return n;
-		if (n == 0)
-			in->raw_eof = true;
-		in->raw_len += (size_t)n;
+	return NULL;
+}
+
+/* The producer moves on to the next chunk, carrying the unconsumed tail of
+ * the held one (fewer than CHUNK_KEEP bytes: a split gzip magic) in front
+ * of it. Returns the bytes now available, 0 at the end (raw_eof is set and
+ * the tail stays), -ECANCELED or the read error. */
+static long raw_next(struct el_input *in)
+{
+	size_t keep = in->raw_len - in->raw_pos;
+	struct chunk *next;
+	int code;
+
+	if (in->raw_eof)
+		return (long)keep;
+	pthread_mutex_lock(&in->chunk_lock);
+	while (in->chunk_count < 2 && !in->fetch_done && !is_cancelled(in))
+		pthread_cond_wait(&in->chunk_cond, &in->chunk_lock);
+	if (in->chunk_count < 2) {
+		code = is_cancelled(in) ? -ECANCELED : in->fetch_code;
+		pthread_mutex_unlock(&in->chunk_lock);
+		if (code < 0)
+			return code;
+		in->raw_eof = true;
+		return (long)keep;
 	}
+	next = &in->chunk[(in->chunk_head + 1) % NCHUNKS];
+	pthread_mutex_unlock(&in->chunk_lock);
+
+	memcpy(next->buf + CHUNK_KEEP - keep, in->raw + in->raw_pos, keep);
+	in->raw_off += in->raw_pos;
+	in->raw = next->buf + CHUNK_KEEP - keep;
+	in->raw_len = keep + next->len;
+	in->raw_pos = 0;
+
+	pthread_mutex_lock(&in->chunk_lock);
+	in->chunk_head = (in->chunk_head + 1) % NCHUNKS;
+	in->chunk_count--;
+	pthread_cond_broadcast(&in->chunk_cond);
+	pthread_mutex_unlock(&in->chunk_lock);
 	return (long)in->raw_len;
+}
+
+/* A failed raw_next as the producer's error; cancellation is no error. */
+static int raw_failed(struct el_input *in, long r)
+{
+	if (r == -ECANCELED && is_cancelled(in))
+		return 0;
+	return el_error_set(&in->perr, (int)r, "compressed stream", in->raw_off + in->raw_len,
+			    "read failed: %s", strerror((int)-r));
 }
 
 /* Wait for a free window; returns NULL when cancelled. */
@@ -193,21 +289,20 @@ static int produce_gzip(struct el_input *in)
 	struct inflate_state st;
 	struct window *w = NULL;
 	bool member_done = true;
-	long r;
 
 	for (;;) {
-		r = raw_fill(in);
-		if (r < 0)
-			return el_error_set(&in->perr, (int)r, "compressed stream",
-					    in->raw_off + in->raw_len, "read failed: %s",
-					    strerror((int)-r));
+		size_t avail = in->raw_len - in->raw_pos;
+
+		if (!in->raw_eof && (avail == 0 || (member_done && avail < 2))) {
+			long r = raw_next(in);
+			if (r < 0)
+				return raw_failed(in, r);
+			continue;
+		}
 		if (member_done) {
-			if (r == 0)
+			if (avail == 0)
 				break; /* clean end after a whole member */
-			if (in->raw_len - in->raw_pos < 2 && !in->raw_eof)
-				continue;
-			if (in->raw_len - in->raw_pos < 2 || in->raw[in->raw_pos] != 0x1f ||
-			    in->raw[in->raw_pos + 1] != 0x8b)
+			if (avail < 2 || in->raw[in->raw_pos] != 0x1f || in->raw[in->raw_pos + 1] != 0x8b)
 				return el_error_set(&in->perr, -EINVAL, "compressed stream",
 						    in->raw_off + in->raw_pos,
 						    "trailing garbage after gzip member");
@@ -221,7 +316,7 @@ static int produce_gzip(struct el_input *in)
 				return 0;
 		}
 		st.next_in = in->raw + in->raw_pos;
-		st.avail_in = (uint32_t)(in->raw_len - in->raw_pos);
+		st.avail_in = (uint32_t)avail;
 		st.next_out = w->buf + w->len;
 		st.avail_out = (uint32_t)(WINDOW_SIZE - w->len);
 		uint32_t in_before = st.avail_in, out_before = st.avail_out;
@@ -252,27 +347,25 @@ static int produce_zstd(struct el_input *in)
 {
 	ZSTD_DCtx *dctx = ZSTD_createDCtx();
 	struct window *w = NULL;
-	size_t last = 0;
-	long r;
+	size_t last = 0; /* 0: between frames, all flushed */
 	int ret = 0;
 
 	if (!dctx)
 		return el_error_set(&in->perr, -ENOMEM, "compressed stream", EL_NO_OFFSET,
 				    "out of memory");
 	for (;;) {
-		r = raw_fill(in);
-		if (r < 0) {
-			ret = el_error_set(&in->perr, (int)r, "compressed stream",
-					   in->raw_off + in->raw_len, "read failed: %s",
-					   strerror((int)-r));
-			break;
+		bool drained = in->raw_pos == in->raw_len;
+
+		if (drained && !in->raw_eof) {
+			long r = raw_next(in);
+			if (r < 0) {
+				ret = raw_failed(in, r);
+				break;
+			}
+			continue;
 		}
-		if (r == 0) {
-			if (last != 0)
-				ret = el_error_set(&in->perr, -EINVAL, "compressed stream",
-						   in->raw_off, "truncated zstd stream");
-			break;
-		}
+		if (drained && last == 0)
+			break; /* clean end after whole frames */
 		if (!w) {
 			w = window_get(in);
 			if (!w)
@@ -282,20 +375,23 @@ static int produce_zstd(struct el_input *in)
 		ZSTD_outBuffer ob = { w->buf, WINDOW_SIZE, w->len };
 		last = ZSTD_decompressStream(dctx, &ob, &ib);
 		in->raw_pos += ib.pos;
-		w->len = ob.pos;
 		if (ZSTD_isError(last)) {
 			ret = el_error_set(&in->perr, -EINVAL, "compressed stream",
 					   in->raw_off + in->raw_pos, "corrupt zstd data: %s",
 					   ZSTD_getErrorName(last));
 			break;
 		}
-		if (w->len == WINDOW_SIZE) {
-			window_put(in, w);
-			w = NULL;
-		} else if (ib.pos == 0 && ob.pos == 0 && in->raw_eof) {
+		/* at the end of the input a frame may still have output to
+		 * flush: only a call that moves nothing means a cut stream */
+		if (drained && ob.pos == w->len) {
 			ret = el_error_set(&in->perr, -EINVAL, "compressed stream",
 					   in->raw_off + in->raw_len, "truncated zstd stream");
 			break;
+		}
+		w->len = ob.pos;
+		if (w->len == WINDOW_SIZE) {
+			window_put(in, w);
+			w = NULL;
 		}
 	}
 	if (w && w->len && ret == 0)
@@ -381,7 +477,7 @@ static int detect(struct el_input *in, struct el_error *err)
 
 	/* Read enough to see a magic number, however the source splits reads. */
 	while (in->raw_len < 6 && !in->raw_eof) {
-		long n = raw_read(in, in->raw + in->raw_len, RAW_SIZE - in->raw_len);
+		long n = raw_read(in, in->raw + in->raw_len, CHUNK_SIZE - in->raw_len);
 		if (n < 0)
 			return el_error_set(err, (int)n, "input", in->raw_len, "read failed: %s",
 					    strerror((int)-n));
@@ -403,6 +499,27 @@ static int detect(struct el_input *in, struct el_error *err)
 	else
 		in->compression = EL_COMPRESSION_NONE;
 	in->producer_hashes = in->compression == EL_COMPRESSION_NONE;
+	in->chunk[0].len = in->raw_len;
+	in->chunk_count = 1;
+	return 0;
+}
+
+/* Compressed input that is not all read yet gets the fetcher. */
+static int start_fetcher(struct el_input *in, struct el_error *err)
+{
+	int r;
+
+	if (in->compression == EL_COMPRESSION_NONE || in->raw_eof)
+		return 0;
+	for (unsigned i = 1; i < NCHUNKS; i++) {
+		in->chunk[i].buf = malloc(CHUNK_KEEP + CHUNK_SIZE);
+		if (!in->chunk[i].buf)
+			return el_error_set(err, -ENOMEM, NULL, EL_NO_OFFSET, "out of memory");
+	}
+	r = pthread_create(&in->fetch_thread, NULL, fetcher, in);
+	if (r)
+		return el_error_set(err, -r, NULL, EL_NO_OFFSET, "cannot start a thread");
+	in->fetching = true;
 	return 0;
 }
 
@@ -412,8 +529,11 @@ static int input_start(struct el_input *in, struct el_input **ret, struct el_err
 
 	pthread_mutex_init(&in->lock, NULL);
 	pthread_cond_init(&in->cond, NULL);
+	pthread_mutex_init(&in->chunk_lock, NULL);
+	pthread_cond_init(&in->chunk_cond, NULL);
 	in->sha = el_sha256_new();
-	in->raw = malloc(RAW_SIZE);
+	in->chunk[0].buf = malloc(CHUNK_KEEP + CHUNK_SIZE);
+	in->raw = in->chunk[0].buf ? in->chunk[0].buf + CHUNK_KEEP : NULL;
 	if (!in->sha || !in->raw) {
 		r = el_error_set(err, -ENOMEM, NULL, EL_NO_OFFSET, "out of memory");
 		goto fail;
@@ -426,6 +546,9 @@ static int input_start(struct el_input *in, struct el_input **ret, struct el_err
 		}
 	}
 	r = detect(in, err);
+	if (r < 0)
+		goto fail;
+	r = start_fetcher(in, err);
 	if (r < 0)
 		goto fail;
 	r = pthread_create(&in->thread, NULL, in->map ? map_hasher : producer, in);
@@ -575,28 +698,36 @@ void el_input_digest(struct el_input *in, uint8_t ret_digest[32])
 void el_input_cancel(struct el_input *in)
 {
 	pthread_mutex_lock(&in->lock);
-	__atomic_store_n(&in->cancelled, true, __ATOMIC_RELAXED);
+	__atomic_store_n(&in->cancelled, true, __ATOMIC_RELEASE);
 	pthread_cond_broadcast(&in->cond);
 	pthread_mutex_unlock(&in->lock);
+	pthread_mutex_lock(&in->chunk_lock);
+	pthread_cond_broadcast(&in->chunk_cond);
+	pthread_mutex_unlock(&in->chunk_lock);
 }
 
 void el_input_free(struct el_input *in)
 {
 	if (!in)
 		return;
-	if (in->started) {
+	if (in->started || in->fetching)
 		el_input_cancel(in);
+	if (in->started)
 		pthread_join(in->thread, NULL);
-	}
+	if (in->fetching)
+		pthread_join(in->fetch_thread, NULL);
 	if (in->map)
 		munmap((void *)in->map, in->map_len);
 	for (unsigned i = 0; i < NWINDOWS; i++)
 		free(in->win[i].buf);
-	free(in->raw);
+	for (unsigned i = 0; i < NCHUNKS; i++)
+		free(in->chunk[i].buf);
 	el_sha256_free(in->sha);
 	if (in->fd >= 0)
 		close(in->fd);
 	pthread_mutex_destroy(&in->lock);
 	pthread_cond_destroy(&in->cond);
+	pthread_mutex_destroy(&in->chunk_lock);
+	pthread_cond_destroy(&in->chunk_cond);
 	free(in);
 }
