@@ -6,9 +6,20 @@
 # snapshotter + differ and into containerd's overlayfs snapshotter with its
 # walking differ, in the same run, on containerd 1.7 (Debian 13's package,
 # unpacked by scripts/fetch-debs.sh). Also: the import alone (--no-unpack),
-# and each Apply of ours against isa-l's raw inflate of the same blob.
+# and each Apply of ours against isa-l's raw inflate of the same blob,
+# measured just before it. Each import starts on a settled machine (disk
+# written back, CPUs idle), as what a removal leaves behind would otherwise
+# land in the next measurement.
 #
-#   bench/import-bench.sh [--build DIR] [--work DIR] [--runs N] [--report FILE]
+#   bench/import-bench.sh [--build DIR] [--work DIR] [--runs N] [--fs ext4|here]
+#                         [--report FILE]
+#
+# --fs ext4 (default): each run's lab (containerd's root and ours) lives on a
+# fresh 8 GiB ext4 (mkfs defaults, journal included) on a loop device with
+# direct I/O, made and removed by the run; --fs here: in WORK's own file
+# system (on a journal-less ext4 such as this lab's /var/tmp, every new inode
+# is checked against recently deleted ones, so overlayfs's figures grow with
+# the churn of earlier runs).
 #
 # Needs root (containerd, overlayfs). Everything it starts is stopped.
 set -euo pipefail
@@ -18,6 +29,7 @@ repo=$(cd "$here/.." && pwd)
 build=$repo/build
 work=/var/tmp/import-bench
 runs=3
+fs=ext4
 report=
 
 die() { echo "import-bench: $*" >&2; exit 1; }
@@ -28,12 +40,14 @@ while [ $# -gt 0 ]; do
 	--build) build=$(cd "$2" && pwd); shift 2 ;;
 	--work) work=$2; shift 2 ;;
 	--runs) runs=$2; shift 2 ;;
+	--fs) fs=$2; shift 2 ;;
 	--report) report=$2; shift 2 ;;
-	-h|--help) sed -n '3,14p' "$0"; exit 0 ;;
+	-h|--help) sed -n '3,24p' "$0"; exit 0 ;;
 	*) die "unknown argument $1" ;;
 	esac
 done
 [ "$(id -u)" = 0 ] || die "needs root"
+case $fs in ext4|here) ;; *) die "--fs takes ext4 or here" ;; esac
 daemon=$build/src/daemon/spin-erofs-snapshotter
 [ -x "$daemon" ] || die "no daemon at $daemon (ninja -C $build)"
 mkdir -p "$work"
@@ -63,41 +77,94 @@ for l in "$work"/l1.tar.gz "$work"/l2.tar.gz; do
 done
 median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 
-# the raw inflate floor of each blob, before anything else runs (after the
-# imports, containerd may still be deleting unpacked trees), median of 5
-declare -A floor_s
-while read -r name _; do
-	cat "$work/$name" > /dev/null # in the page cache, as containerd's copy will be
-	floor_s[$name]=$(median $(for _ in 1 2 3 4 5; do "$floor" "$work/$name" | awk '{ print $2 }'; done))
-done < "$work/layers.txt"
+# the raw inflate floor of one blob (page cache warm, as containerd's copy
+# will be): the median of 3
+floor_of() {
+	cat "$work/$1" > /dev/null
+	median $(for _ in 1 2 3; do "$floor" "$work/$1" | awk '{ print $2 }'; done)
+}
+
+# Waits until the disk is written back and both CPUs are idle: a removal
+# leaves deletions, discards and writeback behind, which would otherwise run
+# during the next measurement. At most 30 s.
+settle() {
+	local i a b
+	sync
+	for ((i = 0; i < 60; i++)); do
+		a=$(awk 'NR == 1 { print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6 }' /proc/stat)
+		sleep 0.5
+		b=$(awk 'NR == 1 { print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6 }' /proc/stat)
+		if awk -v a="$a" -v b="$b" 'BEGIN { split(a, x); split(b, y)
+			busy = y[1] - x[1]; idle = y[2] - x[2]
+			exit !(busy + idle > 0 && busy / (busy + idle) < 0.05) }'; then
+			return 0
+		fi
+	done
+}
 
 # ---- the lab -----------------------------------------------------------------
 export LAB_DIFFER=1 LAB_CONTAINERD=$ctd_dir/usr/bin/containerd LAB_CTR=$ctr
 export SPIN_EROFS_SNAPSHOTTER=$daemon LAB_CONTAINERD_LOG_LEVEL=warn
 # shellcheck source=../tests/integration/lab.sh
 . "$repo/tests/integration/lab.sh"
-lab=$work/lab
-if [ -d "$lab/sn" ]; then chattr -R -i "$lab/sn" 2>/dev/null || true; fi
-rm -rf "$lab"
-lab_start "$lab" >/dev/null
-trap 'lab_stop >/dev/null 2>&1 || true' EXIT
+loopdev=
+# a lab on a fresh file system (--fs ext4) or in $work (--fs here)
+lab_up() {
+	if [ "$fs" = ext4 ]; then
+		fallocate -l 8G "$work/lab-fs.img"
+		# inode tables and journal zeroed now, not during the measurement
+		mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$work/lab-fs.img"
+		loopdev=$(losetup -f --show --direct-io=on "$work/lab-fs.img")
+		mkdir -p "$work/lab-fs"
+		mount "$loopdev" "$work/lab-fs"
+		lab=$work/lab-fs/lab
+	else
+		lab=$work/lab
+		if [ -d "$lab/sn" ]; then chattr -R -i "$lab/sn" 2>/dev/null || true; fi
+		rm -rf "$lab"
+	fi
+	lab_start "$lab" >/dev/null
+}
+lab_down() {
+	lab_stop >/dev/null 2>&1 || true
+	if [ -d "$lab/sn" ]; then chattr -R -i "$lab/sn" 2>/dev/null || true; fi
+	if [ -n "$loopdev" ]; then
+		umount "$work/lab-fs" 2>/dev/null || umount -l "$work/lab-fs" 2>/dev/null || true
+		losetup -d "$loopdev" 2>/dev/null || true
+		loopdev=
+		rm -f "$work/lab-fs.img"
+	else
+		rm -rf "$lab"
+	fi
+}
+lab=
+trap 'lab_down' EXIT
 
 now() { date +%s.%N; }
 timed() { local t0; t0=$(now); "$@" >/dev/null; echo "$(now) - $t0" | bc; }
 remove() { lab_ctr images rm --sync docker.io/library/usrbench:1 >/dev/null 2>&1 || true; }
 
-declare -A t
+declare -A t floor_s apply_ms
 for ((i = 1; i <= runs; i++)); do
-	remove
+	lab_up
 	t[noun,$i]=$(timed lab_ctr images import --local --no-unpack "$image")
 	remove
-	sync
+	settle
+	# the floors just before the Applies they are compared with
+	while read -r name _; do
+		floor_s[$name,$i]=$(floor_of "$name")
+	done < "$work/layers.txt"
 	t[ours,$i]=$(timed lab_ctr images import --local --snapshotter spin-erofs "$image")
+	while read -r name digest _; do
+		apply_ms[$name,$i]=$(grep 'msg=applied' "$lab/sn.log" | grep "digest=$digest" |
+			sed -n 's/.* ms=\([0-9.]*\).*/\1/p' | tail -1)
+		[ -n "${apply_ms[$name,$i]}" ] || die "run $i: no Apply of $name in the daemon's log"
+	done < "$work/layers.txt"
 	remove
-	sync
+	settle
 	t[ov,$i]=$(timed lab_ctr images import --local --snapshotter overlayfs "$image")
 	remove
-	sync
+	lab_down
 	log "run $i: import only ${t[noun,$i]} s, ours ${t[ours,$i]} s, overlayfs ${t[ov,$i]} s"
 done
 
@@ -105,18 +172,21 @@ m_noun=$(median $(for ((i = 1; i <= runs; i++)); do echo "${t[noun,$i]}"; done))
 m_ours=$(median $(for ((i = 1; i <= runs; i++)); do echo "${t[ours,$i]}"; done))
 m_ov=$(median $(for ((i = 1; i <= runs; i++)); do echo "${t[ov,$i]}"; done))
 
-# each Apply of ours (the daemon's log: one a run, median) against the raw
-# inflate of its blob (measured first)
-applies=$(grep 'msg=applied' "$lab/sn.log")
+# each Apply of ours (the daemon's log) against the raw inflate of its blob
+# measured just before; the median of the runs' ratios, and their range
 apply_rows=
-while read -r name digest size diffid _; do
-	ms=$(median $(grep "digest=$digest" <<<"$applies" | sed -n 's/.* ms=\([0-9.]*\).*/\1/p'))
-	fl=${floor_s[$name]}
-	apply_rows+="| $name | $((size / 1000000)) MB | $(awk -v s="$fl" 'BEGIN { printf "%.2f s", s }') | $(awk -v m="$ms" 'BEGIN { printf "%.2f s", m / 1000 }') | $(awk -v s="$fl" -v m="$ms" 'BEGIN { printf "%.0f%%", 100 * s / (m / 1000) }') |"$'\n'
+while read -r name _ size _; do
+	ratios=() fl=() ap=()
+	for ((i = 1; i <= runs; i++)); do
+		fl+=("${floor_s[$name,$i]}")
+		ap+=("$(awk -v m="${apply_ms[$name,$i]}" 'BEGIN { print m / 1000 }')")
+		ratios+=("$(awk -v s="${floor_s[$name,$i]}" -v m="${apply_ms[$name,$i]}" 'BEGIN { print 100 * s / (m / 1000) }')")
+	done
+	apply_rows+="| $name | $((size / 1000000)) MB | $(printf '%.2f s' "$(median "${fl[@]}")") | $(printf '%.2f s' "$(median "${ap[@]}")") | $(printf '%.0f%%' "$(median "${ratios[@]}")") ($(printf '%s\n' "${ratios[@]}" | sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%.0f-%.0f", lo, hi }')) |"$'\n'
 done < "$work/layers.txt"
 
 out=$(cat <<EOF
-import-bench: $(($(stat -c %s "$image") / 1000000)) MB image, 2 gzip layers, $((raw / 1000000)) MB uncompressed; containerd $("$ctr" --version | awk '{ print $3 }'); medians of $runs
+import-bench: $(($(stat -c %s "$image") / 1000000)) MB image, 2 gzip layers, $((raw / 1000000)) MB uncompressed; containerd $("$ctr" --version | awk '{ print $3 }'); medians of $runs; lab on $([ "$fs" = ext4 ] && echo "a fresh ext4 each run" || echo "$work")
 
 | ctr images import --local | time | ratio to overlayfs |
 |---|---:|---:|
@@ -125,7 +195,7 @@ import-bench: $(($(stat -c %s "$image") / 1000000)) MB image, 2 gzip layers, $((
 | overlayfs + walking differ | $(printf '%.2f' "$m_ov") s | 1.00 |
 | unpack alone, ours / overlayfs | $(awk -v a="$m_ours" -v n="$m_noun" 'BEGIN { printf "%.2f s", a - n }') / $(awk -v a="$m_ov" -v n="$m_noun" 'BEGIN { printf "%.2f s", a - n }') | $(awk -v a="$m_ours" -v b="$m_ov" -v n="$m_noun" 'BEGIN { printf "%.2f", (a - n) / (b - n) }') |
 
-| layer blob | size | isa-l raw inflate | our Apply | Apply speed / inflate speed |
+| layer blob | size | isa-l raw inflate | our Apply | Apply speed / inflate speed (range) |
 |---|---:|---:|---:|---:|
 $apply_rows
 EOF
