@@ -24,13 +24,31 @@ struct content_ctx {
 	atomic_bool *cancel; /* polled between messages; NULL for none */
 };
 
+/* ---- where containerd keeps its blobs ----------------------------------- */
+
+/*
+ * The directory of containerd's local content store, as its content plugin
+ * exports it (Introspection.Plugins: "root" of io.containerd.content.v1),
+ * or NULL when it exports none.
+ */
+int content_store_root(struct rpc_client *client, char **ret_root, struct el_error *err);
+
 /* ---- reading ------------------------------------------------------------ */
 
 struct content_reader;
 
-/* Opens a Read stream over the whole blob named by digest ("sha256:..."). */
-int content_reader_open(const struct content_ctx *ctx, const char *digest,
+/*
+ * Opens the blob named by digest ("sha256:...") for reading, whole. With a
+ * local_root (content_store_root), Content.Info first asks containerd
+ * whether the namespace holds the blob, and the blob's file there is read
+ * when this process can open it with the size containerd gave: the same
+ * bytes as the Read stream, without their trip through containerd and
+ * gRPC. Otherwise, and without local_root, a Read stream.
+ */
+int content_reader_open(const struct content_ctx *ctx, const char *digest, const char *local_root,
 			struct content_reader **ret, struct el_error *err);
+/* Whether the reader reads containerd's file rather than the Read stream. */
+bool content_reader_local(const struct content_reader *r);
 /*
  * An el_read_fn: copies the next bytes into buf; 0 at the end of the blob,
  * negative errno on failure (the reason is kept for content_reader_error).

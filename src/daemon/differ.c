@@ -316,16 +316,9 @@ static int sync_parent(const char *dir)
 	return 0;
 }
 
-int differ_apply(const char *dir, const struct df_blob *blob, bool immutable, atomic_bool *cancel,
-		 struct df_applied *ret, struct el_error *err)
+int differ_check_blob(const struct df_blob *blob, struct el_error *err)
 {
-	_cleanup_free_ char *path = NULL;
-	struct blob_reader br = { .blob = blob, .cancel = cancel };
-	enum df_media media = differ_media(blob->media_type);
-	struct el_outfile of;
-	int r;
-
-	if (media == DF_MEDIA_UNKNOWN)
+	if (differ_media(blob->media_type) == DF_MEDIA_UNKNOWN)
 		return el_error_set(err, -EOPNOTSUPP, "descriptor", EL_NO_OFFSET,
 				    "unsupported layer media type %s",
 				    blob->media_type ? blob->media_type : "(none)");
@@ -336,6 +329,21 @@ int differ_apply(const char *dir, const struct df_blob *blob, bool immutable, at
 	if (blob->size < 0)
 		return el_error_set(err, -EINVAL, "descriptor", EL_NO_OFFSET,
 				    "negative blob size %lld", (long long)blob->size);
+	return 0;
+}
+
+int differ_apply(const char *dir, const struct df_blob *blob, bool immutable, atomic_bool *cancel,
+		 struct df_applied *ret, struct el_error *err)
+{
+	_cleanup_free_ char *path = NULL;
+	struct blob_reader br = { .blob = blob, .cancel = cancel };
+	enum df_media media = differ_media(blob->media_type);
+	struct el_outfile of;
+	int r;
+
+	r = differ_check_blob(blob, err);
+	if (r < 0)
+		return r;
 	if (asprintf(&path, "%s/" LAYOUT_LAYER, dir) < 0)
 		return el_error_set(err, -ENOMEM, NULL, EL_NO_OFFSET, "out of memory");
 	if (access(path, F_OK) == 0)

@@ -66,6 +66,10 @@ struct df_applied {
 	uint64_t image_bytes;	 /* layer.erofs */
 };
 
+/* The descriptor's part of Apply's checks, before any byte is read: a media
+ * type we know (-EOPNOTSUPP otherwise), a sha256 digest, a size. */
+int differ_check_blob(const struct df_blob *blob, struct el_error *err);
+
 /*
  * Writes <dir>/layer.erofs from the blob, published atomically once the
  * blob's size and digest matched the descriptor (and, for a native EROFS

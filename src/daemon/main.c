@@ -27,7 +27,7 @@
 struct options {
 	const char *root, *address, *containerd_address, *containerd_namespace, *name;
 	uint64_t default_size;
-	bool set_immutable;
+	bool set_immutable, local_content;
 };
 
 static void usage(FILE *f)
@@ -43,6 +43,9 @@ static void usage(FILE *f)
 		"  --log-level LEVEL           debug, info, warn or error (default info)\n"
 		"  --default-size SIZE         size of a writable layer, e.g. 64M, 10G (default 64M)\n"
 		"  --set-immutable[=BOOL]      set the immutable flag on committed layers (default true)\n"
+		"  --local-content[=BOOL]      Apply reads a layer blob from the file in containerd's content\n"
+		"                              store when it can open it (after asking containerd that the\n"
+		"                              namespace holds it); false: always the Read stream (default true)\n"
 		"  --version                   print the version\n");
 }
 
@@ -111,6 +114,7 @@ int main(int argc, char **argv)
 		{ "log-level", required_argument, NULL, 'l' },
 		{ "default-size", required_argument, NULL, 's' },
 		{ "set-immutable", optional_argument, NULL, 'i' },
+		{ "local-content", optional_argument, NULL, 'L' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -123,6 +127,7 @@ int main(int argc, char **argv)
 		.name = "spin-erofs",
 		.default_size = 64u << 20,
 		.set_immutable = true,
+		.local_content = true,
 	};
 	enum log_level level;
 	int c;
@@ -150,6 +155,12 @@ int main(int argc, char **argv)
 		case 'i':
 			if (parse_bool(optarg, &o.set_immutable) < 0) {
 				fprintf(stderr, "spin-erofs-snapshotter: invalid --set-immutable '%s'\n", optarg);
+				return 2;
+			}
+			break;
+		case 'L':
+			if (parse_bool(optarg, &o.local_content) < 0) {
+				fprintf(stderr, "spin-erofs-snapshotter: invalid --local-content '%s'\n", optarg);
 				return 2;
 			}
 			break;
@@ -213,7 +224,10 @@ int main(int argc, char **argv)
 	rpc_server_set_logger(srv, rpc_log, NULL);
 	r = service_snapshots_register(srv, sn, o.name);
 	if (r == 0)
-		r = service_diff_register(srv, content, o.containerd_namespace, o.set_immutable);
+		r = service_diff_register(srv, content,
+					  &(struct diff_options){ .default_namespace = o.containerd_namespace,
+								  .set_immutable = o.set_immutable,
+								  .local_content = o.local_content });
 	if (r == 0)
 		r = rpc_server_start(srv);
 	if (r < 0) {

@@ -28,6 +28,7 @@ struct diff_service {
 	struct rpc_client *content;
 	char *default_ns;
 	bool set_immutable;
+	bool local_content;
 };
 
 static int status_of(int r)
@@ -198,6 +199,11 @@ static void h_apply(struct rpc_call *call, ProtobufCMessage *msg, void *ud)
 			       blob.media_type ? blob.media_type : "(none)");
 		return;
 	}
+	r = differ_check_blob(&blob, &err);
+	if (r < 0) {
+		reply_error(call, r, &err);
+		return;
+	}
 
 	watch_start(&watch, call);
 	struct content_ctx ctx = {
@@ -205,7 +211,13 @@ static void h_apply(struct rpc_call *call, ProtobufCMessage *msg, void *ud)
 		.ns = namespace_of(call, svc),
 		.cancel = &watch.flag,
 	};
-	r = content_reader_open(&ctx, blob.digest, &reader, &err);
+	/* asked each time: containerd may have restarted with another root */
+	_cleanup_free_ char *store = NULL;
+	if (svc->local_content && content_store_root(svc->content, &store, &err) < 0) {
+		log_debug("apply: %s: reading through the Read stream", err.msg);
+		el_error_clear(&err);
+	}
+	r = content_reader_open(&ctx, blob.digest, store, &reader, &err);
 	if (r == 0) {
 		blob.read_ud = reader;
 		r = differ_apply(dir, &blob, svc->set_immutable, &watch.flag, &applied, &err);
@@ -215,6 +227,7 @@ static void h_apply(struct rpc_call *call, ProtobufCMessage *msg, void *ud)
 			r = content_reader_error(reader, &err);
 		}
 	}
+	const char *source = reader && content_reader_local(reader) ? "file" : "stream";
 	content_reader_free(reader);
 	watch_stop(&watch);
 	if (r < 0) {
@@ -228,7 +241,8 @@ static void h_apply(struct rpc_call *call, ProtobufCMessage *msg, void *ud)
 	millis_since(&t0, ms, sizeof(ms));
 	snprintf(sz, sizeof(sz), "%" PRIu64, applied.size);
 	log_msg(LOG_INFO, "applied", "dir", dir, "digest", blob.digest, "diffid", applied.digest,
-		"bytes", sz, "ms", ms, (const char *)NULL);
+		"bytes", sz, "read", source, "ms", ms,
+		(const char *)NULL);
 
 	Containerd__Services__Diff__V1__ApplyResponse resp =
 		CONTAINERD__SERVICES__DIFF__V1__APPLY_RESPONSE__INIT;
@@ -348,13 +362,14 @@ static void h_diff(struct rpc_call *call, ProtobufCMessage *msg, void *ud)
 static struct diff_service the_service;
 
 int service_diff_register(struct rpc_server *srv, struct rpc_client *content,
-			  const char *default_namespace, bool set_immutable)
+			  const struct diff_options *opts)
 {
 	int r;
 
 	the_service.content = content;
-	the_service.set_immutable = set_immutable;
-	the_service.default_ns = strdup(default_namespace);
+	the_service.set_immutable = opts->set_immutable;
+	the_service.local_content = opts->local_content;
+	the_service.default_ns = strdup(opts->default_namespace);
 	if (!the_service.default_ns)
 		return -ENOMEM;
 	r = rpc_server_register(srv, DIFF_APPLY, RPC_UNARY,

@@ -7,12 +7,20 @@
 struct rpc_client;
 struct rpc_server;
 
+struct diff_options {
+	/* the namespace of content calls when a request names none */
+	const char *default_namespace;
+	/* the layers Apply publishes get the immutable flag (--set-immutable) */
+	bool set_immutable;
+	/* Apply reads a blob from containerd's local content store when this
+	 * host can open it, the Read stream otherwise (--local-content) */
+	bool local_content;
+};
+
 /* Registers containerd.services.diff.v1.Diff (Apply, Diff). Blobs are read
- * and written through content, a client of containerd's socket, in the
- * request's containerd-namespace or else default_namespace; set_immutable:
- * the layers Apply publishes get the immutable flag (--set-immutable). */
+ * and written through content, a client of containerd's socket. */
 int service_diff_register(struct rpc_server *srv, struct rpc_client *content,
-			  const char *default_namespace, bool set_immutable);
+			  const struct diff_options *opts);
 void service_diff_done(void);
 
 #endif

@@ -18,10 +18,13 @@ no conversion of fs/) and compared with containerd's overlayfs snapshotter
 (whose mounts our differ refuses with UNIMPLEMENTED, so containerd's walking
 differ unpacks them: the fallback); then Apply called directly by
 diff-probe with what containerd would never send: unknown media types,
-mounts that are not ours, a missing blob, a wrong size, a corrupt or
-truncated gzip, a tampered blob, native EROFS blobs good and bad, a client
-that goes away midway. Every failure must leave the snapshot's directory as
-it was.
+mounts that are not ours, a missing blob, another namespace's blob, a wrong
+size, a corrupt or truncated gzip, a tampered blob, native EROFS blobs good
+and bad, a client that goes away midway. Every failure must leave the
+snapshot's directory as it was. The daemon reads blobs from containerd's
+local store (read=file in its log); apply-stream restarts it with
+--local-content=false and runs the bad blobs and the cancelled Apply again
+through the Content service's Read stream.
 
 Output and exit status as run-integration.py's.
 """
@@ -85,6 +88,22 @@ def applied_lines(log):
     return re.findall(r'msg=applied dir=(\S+) digest=(\S+) diffid=(\S+)', log)
 
 
+def read_sources(log):
+    """Where each Apply read its blob: file (containerd's local store) or
+    stream (the Content service's Read stream)."""
+    return re.findall(r'msg=applied .* read=(\S+)', log)
+
+
+def restart_daemon(env, *flags):
+    """The daemon again, with the lab's flags and these."""
+    lab = env.lab
+    r = lab.sh("lab_stop_daemon", check=False)
+    check(r.rc == 0, "lab_stop_daemon: %s" % tail(r.err))
+    r = lab.sh("lab_start_daemon", "--default-size", "64M", *flags, check=False)
+    check(r.rc == 0, "lab_start_daemon %s: %s" % (" ".join(flags), tail(r.err)))
+    lab.wait_snapshotter()
+
+
 def converted_lines(log):
     return re.findall(r'msg="converted (\S+)/fs: ', log)
 
@@ -111,7 +130,7 @@ def probe_apply(env, media_type, digest, size, mounts, timeout_ms=None):
         fail("diff-probe printed %s" % tail(r.out))
 
 
-def ingest(env, data, label):
+def ingest(env, data, label, ns=NS):
     """Puts a blob into containerd's content store (kept from its collector).
 
     `ctr content ingest` commits without a lease, so containerd's collector
@@ -120,13 +139,14 @@ def ingest(env, data, label):
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
     lab = env.lab
     for attempt in range(5):
-        r = subprocess.run([env.ctr, "--address", lab.sock, "content", "ingest",
+        r = subprocess.run([env.ctr, "--address", lab.sock, "--namespace", ns, "content", "ingest",
                             "--expected-size", str(len(data)), "--expected-digest", digest,
                             "probe-%s-%d" % (label, attempt)],
                            input=data, capture_output=True, timeout=120)
         check(r.returncode == 0 or b"already exists" in r.stderr,
               "ctr content ingest %s: %s" % (label, tail(r.stderr)))
-        r = lab.ctr("content", "label", digest, "containerd.io/gc.root=differ-test", check=False)
+        r = lab.ctr("--namespace", ns, "content", "label", digest, "containerd.io/gc.root=differ-test",
+                    check=False)
         if r.rc == 0:
             return digest, len(data)
         check("not found" in r.out + r.err, "ctr content label %s: %s" % (label, tail(r.err)))
@@ -210,6 +230,9 @@ def import_through_apply(env, image, local):
                                                              [d[:19] for d in info["diff_ids"]]))
     if [b for _, b, _ in ap] != [l["digest"] for l in info["layers"]]:
         probs.append("applied blobs %s" % [b[:19] for _, b, _ in ap])
+    sources = read_sources(log)
+    if sources != ["file"] * len(ap):
+        probs.append("blobs read from %s, expected containerd's files (read=file)" % sources)
     conv = converted_lines(log)
     if conv:
         probs.append("the walking differ's fallback was taken: %d fs/ conversions" % len(conv))
@@ -326,6 +349,11 @@ def t_apply_bad(env):
     tampered with in containerd's store (digest mismatch), a bad native
     EROFS blob: a clear error each, and the snapshot directory as it was.
     Then the good blob applies, and again is AlreadyExists."""
+    bad_blobs(env, "file")
+
+
+def bad_blobs(env, source):
+    """t_apply_bad, with the blobs read from `source` (file or stream)."""
     env.lab_up()
     rnd = random.Random(7)
     payload = bytes(rnd.getrandbits(8) for _ in range(200000))
@@ -337,7 +365,8 @@ def t_apply_bad(env):
         corrupt[i] ^= 0x5A
     corrupt_d, corrupt_n = ingest(env, bytes(corrupt), "corrupt")
     trunc_d, trunc_n = ingest(env, gz[:len(gz) // 2], "truncated")
-    tamper_src = gzip_bytes(make_tar([("t", b"tamper me" * 1000)]))
+    # its own blob for each source: a second flip would undo the first
+    tamper_src = gzip_bytes(make_tar([("t", b"tamper me" * 1000), (source, b"")]))
     tamper_d, tamper_n = ingest(env, tamper_src, "tampered")
     with open(blob_path(env, tamper_d), "r+b") as f:
         f.seek(tamper_n // 2)
@@ -346,12 +375,16 @@ def t_apply_bad(env):
         f.write(bytes([b[0] ^ 1]))
     junk_d, junk_n = ingest(env, bytes(rnd.getrandbits(8) for _ in range(65536)), "junk-erofs")
     missing = "sha256:" + "0" * 64
+    # in containerd's store (a file there), but not in our namespace
+    other_d, other_n = ingest(env, gzip_bytes(make_tar([("o", b"other ns")])), "other-ns", ns="other")
 
-    key, m, d = extract_snapshot(env, "bad")
+    key, m, d = extract_snapshot(env, "bad-" + source)
     before = snapshot_dir_listing(d)
+    off = env.lab.log_size()
     probs = []
     for label, mt, dg, n, want, words in (
             ("missing blob", MEDIA_GZIP, missing, 10, "NOT_FOUND", "not found"),
+            ("another namespace's blob", MEDIA_GZIP, other_d, other_n, "NOT_FOUND", "not found"),
             ("size too small", MEDIA_GZIP, good, good_size - 1, "INVALID_ARGUMENT", "longer than"),
             ("size too large", MEDIA_GZIP, good, good_size + 1, "INVALID_ARGUMENT", "ended after"),
             ("bad digest syntax", MEDIA_GZIP, "md5:abc", 3, "INVALID_ARGUMENT", "digest"),
@@ -387,6 +420,9 @@ def t_apply_bad(env):
         again = probe_apply(env, MEDIA_GZIP, good, good_size, m)
         if again["status"] != "ALREADY_EXISTS":
             probs.append("a second Apply: %s %s" % (again["status"], again["message"]))
+    sources = read_sources(env.lab.log_since(off))
+    if sources != [source]:
+        probs.append("the good blob was read from %s, expected %s" % (sources, source))
     env.lab.direct("rm", key)
     check(not probs, "%d problems" % len(probs), probs)
 
@@ -422,18 +458,24 @@ def t_apply_erofs(env):
 
 @case("apply-cancel")
 def t_apply_cancel(env):
-    """A client that goes away midway (a 300 ms deadline on a 160 MB layer):
+    """A client that goes away midway (a 100 ms deadline on a 240 MB layer):
     the daemon stops the work and leaves nothing behind."""
+    cancel_midway(env)
+
+
+def cancel_midway(env):
     env.lab_up()
-    rnd = random.Random(11)
-    chunk = bytes(rnd.getrandbits(8) for _ in range(1 << 20))
-    tar = make_tar([("big/%03d" % i, chunk) for i in range(160)])
-    digest, size = ingest(env, gzip_bytes(tar, 1), "cancel")
+    if "cancel blob" not in env.memo:
+        rnd = random.Random(11)
+        chunk = bytes(rnd.getrandbits(8) for _ in range(1 << 20))
+        tar = make_tar([("big/%03d" % i, chunk) for i in range(240)])
+        env.memo["cancel blob"] = ingest(env, gzip_bytes(tar, 1), "cancel")
+    digest, size = env.memo["cancel blob"]
     key, m, d = extract_snapshot(env, "cancel")
     before = snapshot_dir_listing(d)
     off = env.lab.log_size()
     t0 = time.time()
-    res = probe_apply(env, MEDIA_GZIP, digest, size, m, timeout_ms=300)
+    res = probe_apply(env, MEDIA_GZIP, digest, size, m, timeout_ms=100)
     probs = []
     if res["status"] != "DEADLINE_EXCEEDED":
         probs.append("the probe saw %s %s" % (res["status"], res["message"]))
@@ -450,6 +492,19 @@ def t_apply_cancel(env):
     env.lab.direct("rm", key)
     check(not probs, "%d problems" % len(probs), probs)
 
+
+
+@case("apply-stream")
+def t_apply_stream(env):
+    """--local-content=false: Apply reads every blob through the Content
+    service's Read stream; the bad blobs and the cancelled Apply again."""
+    env.lab_up()
+    restart_daemon(env, "--local-content=false")
+    try:
+        bad_blobs(env, "stream")
+        cancel_midway(env)
+    finally:
+        restart_daemon(env)
 
 
 def content_size(env, digest):

@@ -21,6 +21,7 @@ import tempfile
 CTRD = '/usr/share/gocode/src'
 CTRD_API = 'github.com/containerd/containerd/api'
 GOGO = '/usr/share/gocode/src/github.com/gogo/protobuf'
+GOOGLEAPIS = '/usr/share/gocode/src/github.com/gogo/googleapis'  # google/rpc/status.proto
 
 # Fields of later containerd releases (DESIGN §11) that 1.6 lacks.
 NEWER = {
@@ -30,7 +31,7 @@ NEWER = {
 }
 # Packages whose messages we must cover completely (we are their server).
 SERVED = {'containerd.services.snapshots.v1', 'containerd.services.diff.v1'}
-OURS = ['mount', 'descriptor', 'snapshots', 'diff', 'content']
+OURS = ['mount', 'descriptor', 'snapshots', 'diff', 'content', 'introspection']
 
 
 def parse_text(text):
@@ -127,8 +128,10 @@ def main():
     theirs_files = [os.path.join(CTRD, CTRD_API, p) for p in (
         'services/snapshots/v1/snapshots.proto',
         'services/diff/v1/diff.proto',
-        'services/content/v1/content.proto')]
-    if not all(os.path.exists(p) for p in theirs_files) or not os.path.isdir(GOGO):
+        'services/content/v1/content.proto',
+        'services/introspection/v1/introspection.proto')]
+    if not all(os.path.exists(p) for p in theirs_files) or not os.path.isdir(GOGO) or \
+            not os.path.isdir(GOOGLEAPIS):
         print('SKIP: containerd .proto files not installed '
               '(golang-github-containerd-containerd-dev)')
         return 77
@@ -136,7 +139,7 @@ def main():
     ours = descriptor_set(args.protoc, [args.ours, args.wkt],
                           [os.path.join(args.ours, n + '.proto') for n in OURS],
                           args.wkt)
-    theirs = descriptor_set(args.protoc, [CTRD, GOGO, args.wkt], theirs_files,
+    theirs = descriptor_set(args.protoc, [CTRD, GOGO, GOOGLEAPIS, args.wkt], theirs_files,
                             args.wkt)
 
     errors = []

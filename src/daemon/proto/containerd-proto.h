@@ -7,6 +7,7 @@
 #include "content.pb-c.h"
 #include "descriptor.pb-c.h"
 #include "diff.pb-c.h"
+#include "introspection.pb-c.h"
 #include "mount.pb-c.h"
 #include "snapshots.pb-c.h"
 #include "google/protobuf/empty.pb-c.h"
@@ -33,6 +34,8 @@
 #define CONTENT_STATUS CONTENT_SERVICE "Status"
 #define CONTENT_WRITE CONTENT_SERVICE "Write" /* bidirectional */
 #define CONTENT_ABORT CONTENT_SERVICE "Abort"
+
+#define INTROSPECTION_PLUGINS "/containerd.services.introspection.v1.Introspection/Plugins"
 
 /* Metadata keys (lowercase, as gRPC requires). */
 #define MD_NAMESPACE "containerd-namespace"
