@@ -46,8 +46,11 @@ struct el_writer {
 
 /* Starts writeback of what was written so far, every WRITEBACK_STEP: the
  * final fsync then finds little left to do, and the disk works while we
- * convert instead of after. A hint only: errors surface at fsync. */
-#define WRITEBACK_STEP (64ull << 20)
+ * convert instead of after. A hint only: errors surface at fsync. The call
+ * blocks while the device's queue is full, so the steps are small: with
+ * 64 MiB ones, a layer's Apply on a loop device took 1.51 s instead of
+ * 1.35 s (and the same on a plain disk). */
+#define WRITEBACK_STEP (16ull << 20)
 
 static void kick_writeback(struct el_writer *w)
 {
