@@ -47,6 +47,26 @@ static bool ctx_cancelled(const struct content_ctx *ctx)
 	return ctx->cancel && atomic_load(ctx->cancel);
 }
 
+/* A failed call as err: "<prefix>: <STATUS>: <containerd's message>", or
+ * strerror(code) when no status came. Releases st; returns code. */
+static int status_error(struct el_error *err, int code, struct rpc_status *st, const char *what,
+			uint64_t offset, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+static int status_error(struct el_error *err, int code, struct rpc_status *st, const char *what,
+			uint64_t offset, const char *fmt, ...)
+{
+	char prefix[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(prefix, sizeof(prefix), fmt, ap);
+	va_end(ap);
+	el_error_set(err, code, what, offset, "%s: %s%s%s", prefix,
+		     st->code ? rpc_status_name(st->code) : strerror(-code), st->message ? ": " : "",
+		     st->message ? st->message : "");
+	rpc_status_done(st);
+	return code;
+}
+
 /* The status of a finished stream as an error: containerd's message, and
  * the errno its code maps to. */
 static int stream_error(struct rpc_stream *s, int r, const char *what, const char *name,
@@ -59,11 +79,7 @@ static int stream_error(struct rpc_stream *s, int r, const char *what, const cha
 		code = r;
 	if (code == 0)
 		code = -EPROTO;
-	el_error_set(err, code, "content", offset, "%s %s: %s%s%s", what, name,
-		     st.code ? rpc_status_name(st.code) : strerror(-code), st.message ? ": " : "",
-		     st.message ? st.message : "");
-	rpc_status_done(&st);
-	return code;
+	return status_error(err, code, &st, "content", offset, "%s %s", what, name);
 }
 
 /* ---- where containerd keeps its blobs ----------------------------------- */
@@ -84,13 +100,9 @@ int content_store_root(struct rpc_client *client, char **ret_root, struct el_err
 	rc = rpc_client_unary(client, INTROSPECTION_PLUGINS, NULL, 0, 10000, &req.base,
 			      &containerd__services__introspection__v1__plugins_response__descriptor,
 			      (ProtobufCMessage **)&resp, &st);
-	if (rc < 0) {
-		el_error_set(err, rc, "introspection", EL_NO_OFFSET, "cannot list containerd's plugins: %s%s%s",
-			     st.code ? rpc_status_name(st.code) : strerror(-rc), st.message ? ": " : "",
-			     st.message ? st.message : "");
-		rpc_status_done(&st);
-		return rc;
-	}
+	if (rc < 0)
+		return status_error(err, rc, &st, "introspection", EL_NO_OFFSET,
+				    "cannot list containerd's plugins");
 	rpc_status_done(&st);
 	for (size_t i = 0; !root && i < resp->n_plugins; i++) {
 		const Containerd__Services__Introspection__V1__Plugin *p = resp->plugins[i];
@@ -137,17 +149,14 @@ static int blob_info(const struct content_ctx *ctx, const char *digest, int64_t 
 			      (ProtobufCMessage **)&resp, &st);
 	if (rc == 0 && (!resp->info || resp->info->size < 0))
 		rc = -EPROTO;
-	if (rc < 0) {
-		el_error_set(err, rc, "content", EL_NO_OFFSET, "reading blob %s: %s%s%s", digest,
-			     st.code ? rpc_status_name(st.code) : strerror(-rc), st.message ? ": " : "",
-			     st.message ? st.message : "");
-	} else {
+	if (rc == 0)
 		*ret_size = resp->info->size;
-	}
 	if (resp)
 		protobuf_c_message_free_unpacked(&resp->base, NULL);
+	if (rc < 0)
+		return status_error(err, rc, &st, "content", EL_NO_OFFSET, "reading blob %s", digest);
 	rpc_status_done(&st);
-	return rc;
+	return 0;
 }
 
 /* The blob's file under root (blobs/<algorithm>/<hex>), if it is there
@@ -198,7 +207,7 @@ int content_reader_open(const struct content_ctx *ctx, const char *digest, const
 	if (local_root) {
 		/* containerd says whether the namespace holds the blob; the
 		 * bytes are checked against the digest as they are read */
-		int64_t size;
+		int64_t size = -1;
 		rc = blob_info(ctx, digest, &size, err);
 		if (rc < 0) {
 			content_reader_free(r);
@@ -276,14 +285,9 @@ long content_reader_read(void *ud, void *buf, size_t len)
 			struct rpc_status st = { 0 };
 			r->eof = true;
 			rc = rpc_stream_finish(r->stream, &st);
-			if (rc < 0) {
-				el_error_set(&r->err, rc, "content", r->offset,
-					     "reading blob %s: %s%s%s", r->digest,
-					     rpc_status_name(st.code), st.message ? ": " : "",
-					     st.message ? st.message : "");
-				rpc_status_done(&st);
-				return rc;
-			}
+			if (rc < 0)
+				return status_error(&r->err, rc, &st, "content", r->offset,
+						    "reading blob %s", r->digest);
 			rpc_status_done(&st);
 			break;
 		}
