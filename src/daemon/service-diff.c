@@ -194,11 +194,7 @@ static void h_apply(struct rpc_call *call, ProtobufCMessage *msg, void *ud)
 		.size = req->diff->size,
 		.read = read_content,
 	};
-	if (differ_media(blob.media_type) == DF_MEDIA_UNKNOWN) {
-		rpc_call_error(call, RPC_UNIMPLEMENTED, "apply: unsupported layer media type %s",
-			       blob.media_type ? blob.media_type : "(none)");
-		return;
-	}
+	/* an unknown media type is UNIMPLEMENTED: containerd tries the next differ */
 	r = differ_check_blob(&blob, &err);
 	if (r < 0) {
 		reply_error(call, r, &err);
