@@ -161,18 +161,16 @@ static void *fetcher(void *arg)
 	return NULL;
 }
 
-/* The producer moves on to the next chunk, carrying the unconsumed tail of
- * the held one (fewer than CHUNK_KEEP bytes: a split gzip magic) in front
- * of it. Returns the bytes now available, 0 at the end (raw_eof is set and
- * the tail stays), -ECANCELED or the read error. */
+/* The producer, before raw_eof, moves on to the next chunk, carrying the
+ * unconsumed tail of the held one (fewer than CHUNK_KEEP bytes: a split gzip
+ * magic) in front of it. Returns the bytes now available (at the end:
+ * raw_eof is set and the tail stays), -ECANCELED or the read error. */
 static long raw_next(struct el_input *in)
 {
 	size_t keep = in->raw_len - in->raw_pos;
 	struct chunk *next;
 	int code;
 
-	if (in->raw_eof)
-		return (long)keep;
 	pthread_mutex_lock(&in->chunk_lock);
 	while (in->chunk_count < 2 && !in->fetch_done && !is_cancelled(in))
 		pthread_cond_wait(&in->chunk_cond, &in->chunk_lock);
