@@ -87,13 +87,14 @@ floor_of() {
 # Waits until the disk is written back and both CPUs are idle: a removal
 # leaves deletions, discards and writeback behind, which would otherwise run
 # during the next measurement. At most 30 s.
+cpu_ticks() { awk 'NR == 1 { print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6 }' /proc/stat; } # busy idle
 settle() {
 	local i a b
 	sync
 	for ((i = 0; i < 60; i++)); do
-		a=$(awk 'NR == 1 { print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6 }' /proc/stat)
+		a=$(cpu_ticks)
 		sleep 0.5
-		b=$(awk 'NR == 1 { print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6 }' /proc/stat)
+		b=$(cpu_ticks)
 		if awk -v a="$a" -v b="$b" 'BEGIN { split(a, x); split(b, y)
 			busy = y[1] - x[1]; idle = y[2] - x[2]
 			exit !(busy + idle > 0 && busy / (busy + idle) < 0.05) }'; then
