@@ -99,7 +99,7 @@ def restart_daemon(env, *flags):
     lab = env.lab
     r = lab.sh("lab_stop_daemon", check=False)
     check(r.rc == 0, "lab_stop_daemon: %s" % tail(r.err))
-    r = lab.sh("lab_start_daemon", "--default-size", "64M", *flags, check=False)
+    r = lab.sh("lab_start_daemon", *lab.DAEMON_FLAGS, *flags, check=False)
     check(r.rc == 0, "lab_start_daemon %s: %s" % (" ".join(flags), tail(r.err)))
     lab.wait_snapshotter()
 

@@ -225,6 +225,8 @@ class Mounted:
 class Lab:
     """Our daemon + a private containerd, through lab.sh's functions."""
 
+    DAEMON_FLAGS = ("--default-size", "64M")
+
     def __init__(self, env):
         self.env = env
         self.dir = env.lab_dir
@@ -244,7 +246,7 @@ class Lab:
 
     def start(self):
         self.started = True
-        return self.sh("lab_start", self.dir, "--default-size", "64M")
+        return self.sh("lab_start", self.dir, *self.DAEMON_FLAGS)
 
     def pid(self, name):
         try:
