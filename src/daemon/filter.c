@@ -295,10 +295,12 @@ static bool clause_match(const struct clause *c, filter_field_fn field, void *ud
 		return v != NULL;
 	case OP_EQ:
 		return v && strcmp(v, c->value) == 0;
+	/* as containerd's filters.selector.Match: an absent field compares and
+	 * matches as the empty string (so `parent!=""` skips parentless ones) */
 	case OP_NE:
-		return !v || strcmp(v, c->value) != 0;
+		return strcmp(v ? v : "", c->value) != 0;
 	case OP_MATCH:
-		return v && regexec(&c->re, v, 0, NULL, 0) == 0;
+		return regexec(&c->re, v ? v : "", 0, NULL, 0) == 0;
 	}
 	return false;
 }

@@ -27,28 +27,9 @@ typedef Containerd__Services__Snapshots__V1__Info PbInfo;
 typedef Containerd__Services__Snapshots__V1__Info__LabelsEntry PbLabel;
 typedef Containerd__Types__Mount PbMount;
 
-static int status_of(int r)
-{
-	switch (r) {
-	case -ENOENT:
-		return RPC_NOT_FOUND;
-	case -EEXIST:
-		return RPC_ALREADY_EXISTS;
-	case -EINVAL:
-	case -ENAMETOOLONG:
-		return RPC_INVALID_ARGUMENT;
-	case -EBUSY:
-		return RPC_FAILED_PRECONDITION;
-	case -EOPNOTSUPP:
-		return RPC_UNIMPLEMENTED;
-	default:
-		return RPC_INTERNAL;
-	}
-}
-
 static void reply_error(struct rpc_call *call, int r, const struct el_error *err)
 {
-	rpc_call_error(call, status_of(r), "%s", err->code ? err->msg : strerror(-r));
+	rpc_call_error_errno(call, r, "%s", err->code ? err->msg : strerror(-r));
 }
 
 /* A map<string,string> on the wire as our labels; the strings are borrowed. */
@@ -152,7 +133,7 @@ static void reply_mounts(struct rpc_call *call, const struct sn_mounts *m,
 
 	if (mounts_out(m, &pm) < 0) {
 		pb_mounts_free(&pm);
-		rpc_call_error(call, RPC_INTERNAL, "out of memory");
+		rpc_call_error_errno(call, -ENOMEM, "out of memory");
 		return;
 	}
 	containerd__services__snapshots__v1__mounts_response__init(&resp);
@@ -174,7 +155,7 @@ static void do_prepare(struct rpc_call *call, struct snapshotter *sn, enum snap_
 
 	el_error_clear(&err);
 	if (!l) {
-		rpc_call_error(call, RPC_INTERNAL, "out of memory");
+		rpc_call_error_errno(call, -ENOMEM, "out of memory");
 		return;
 	}
 	r = sn_prepare(sn, kind, key, parent, l, n_labels, &m, &err);
@@ -231,7 +212,7 @@ static void h_commit(struct rpc_call *call, ProtobufCMessage *msg, void *ud)
 
 	el_error_clear(&err);
 	if (!l) {
-		rpc_call_error(call, RPC_INTERNAL, "out of memory");
+		rpc_call_error_errno(call, -ENOMEM, "out of memory");
 		return;
 	}
 	int r = sn_commit(ud, req->name, req->key, l, req->n_labels, &err);
@@ -260,7 +241,7 @@ static void reply_info(struct rpc_call *call, const struct snap_info *info, bool
 
 	if (info_out(info, &pi) < 0) {
 		pb_info_free(&pi);
-		rpc_call_error(call, RPC_INTERNAL, "out of memory");
+		rpc_call_error_errno(call, -ENOMEM, "out of memory");
 		return;
 	}
 	if (update) {
@@ -305,7 +286,7 @@ static void h_update(struct rpc_call *call, ProtobufCMessage *msg, void *ud)
 	_cleanup_free_ struct snap_label *l = labels_in((void **)req->info->labels,
 							 req->info->n_labels);
 	if (!l) {
-		rpc_call_error(call, RPC_INTERNAL, "out of memory");
+		rpc_call_error_errno(call, -ENOMEM, "out of memory");
 		return;
 	}
 	struct snap_info in = { .key = req->info->name, .labels = l,
@@ -340,8 +321,9 @@ static const char *info_field(void *ud, const char *const *path, size_t n)
 		return NULL;
 	if (n == 1 && strcmp(path[0], "name") == 0)
 		return info->key;
+	/* containerd's snapshot adaptor: the parent is always present, "" if none */
 	if (n == 1 && strcmp(path[0], "parent") == 0)
-		return info->parent && *info->parent ? info->parent : NULL;
+		return info->parent ? info->parent : "";
 	if (n == 1 && strcmp(path[0], "kind") == 0)
 		return snap_kind_to_string(info->kind);
 	if (strcmp(path[0], "labels") == 0 && n >= 2) {
@@ -414,7 +396,7 @@ static void h_list(struct rpc_call *call, ProtobufCMessage *msg, void *ud)
 
 	el_error_clear(&err);
 	if (!c) {
-		rpc_call_error(call, RPC_INTERNAL, "out of memory");
+		rpc_call_error_errno(call, -ENOMEM, "out of memory");
 		return;
 	}
 	c->call = call;
