@@ -682,16 +682,6 @@ static int build_mounts(struct snapshotter *sn, struct store_txn *txn, const str
 		store_fail(err, txn, r, "mounts", info->key);
 		goto out;
 	}
-	if (info->kind == SNAP_KIND_COMMITTED) {
-		/* containerd never asks, but answer with the chain itself */
-		uint64_t *all = realloc(ids, (n + 1) * sizeof(*all));
-		if (!all) {
-			r = -ENOMEM;
-			goto out;
-		}
-		ids = all;
-		ids[n++] = info->id;
-	}
 	r = lower_mounts(sn, ids, n, &m, err);
 	if (r < 0)
 		goto out;
@@ -926,6 +916,11 @@ int sn_mounts(struct snapshotter *sn, const char *key, struct sn_mounts *ret,
 	r = store_get(txn, key, &info);
 	if (r < 0)
 		return store_fail(err, txn, r, "mounts", key);
+	/* as containerd's snapshotters: only active snapshots and views have
+	 * mounts (storage.GetSnapshot's "not active or view") */
+	if (info.kind == SNAP_KIND_COMMITTED)
+		return fail(err, -EBUSY, "mounts of %s: it is a committed snapshot, not an active one or a view",
+			    key);
 	return build_mounts(sn, txn, &info, ret, err);
 }
 

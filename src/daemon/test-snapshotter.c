@@ -573,11 +573,9 @@ static void test_view_with_parent(void **state)
 	assert_mount(&m.v[1], "ext4", rw, (const char *const[]){ "rw", "loop", NULL });
 	sn_mounts_free(&m);
 
-	/* Mounts of the committed layer itself: the chain ending there */
-	MUST(sn_mounts(f->sn, base, &m, &err_));
-	assert_int_equal(m.n, 1);
-	assert_mount(&m.v[0], "erofs", layer, (const char *const[]){ "ro", "loop", NULL });
-	sn_mounts_free(&m);
+	/* a committed snapshot has no mounts of its own (containerd's snapshotters
+	 * answer FailedPrecondition); a view on it has the chain's */
+	FAILS(-EBUSY, sn_mounts(f->sn, base, &m, &err_));
 
 	struct snap_info i = { 0 };
 	MUST(sn_stat(f->sn, "default/5/view-1", &i, &err_));
@@ -727,11 +725,15 @@ static void test_commit_extract(void **state)
 	assert_int_equal(usize, (uint64_t)st.st_size);
 	assert_int_equal(uinodes, inos);
 
-	/* its mounts */
-	MUST(sn_mounts(f->sn, name, &m, &err_));
+	/* no mounts of its own once committed; a view's are its layer */
+	FAILS(-EBUSY, sn_mounts(f->sn, name, &m, &err_));
+	char *vname = pathf("%s-view", name);
+	MUST(sn_prepare(f->sn, SNAP_KIND_VIEW, vname, name, NULL, 0, &m, &err_));
 	assert_int_equal(m.n, 1);
 	assert_mount(&m.v[0], "erofs", layer, (const char *const[]){ "ro", "loop", NULL });
 	sn_mounts_free(&m);
+	MUST(sn_remove(f->sn, vname, &err_));
+	free(vname);
 
 	free(work);
 	free(layer);
@@ -839,11 +841,8 @@ static void check_chain(struct fx *f, const char *const *layers, size_t n)
 	assert_false(exists(base_fsmeta));
 	free(base_fsmeta);
 
-	/* Mounts of the top itself, a view on it, an active on it */
-	MUST(sn_mounts(f->sn, layers[n - 1], &m, &err_));
-	assert_int_equal(m.n, 1);
-	assert_merged_mount(f, &m.v[0], layers, n);
-	sn_mounts_free(&m);
+	/* the top itself has no mounts (committed); a view on it, an active on it */
+	FAILS(-EBUSY, sn_mounts(f->sn, layers[n - 1], &m, &err_));
 
 	char *vkey = pathf("default/8/view-%u", ++f->seq);
 	MUST(sn_prepare(f->sn, SNAP_KIND_VIEW, vkey, layers[n - 1], NULL, 0, &m, &err_));
@@ -1024,10 +1023,11 @@ static void test_chain_unmergeable(void **state)
 	sn_mounts_free(&again);
 	sn_mounts_free(&m);
 
-	/* Mounts of l2 itself: its chain, per layer */
-	MUST(sn_mounts(f->sn, l2, &m, &err_));
+	/* a view of l2: its chain, per layer */
+	MUST(sn_prepare(f->sn, SNAP_KIND_VIEW, "default/9/l2-view", l2, NULL, 0, &m, &err_));
 	assert_int_equal(m.n, 2);
 	sn_mounts_free(&m);
+	MUST(sn_remove(f->sn, "default/9/l2-view", &err_));
 
 	free(l3img);
 	free(fsmeta);
@@ -1311,6 +1311,16 @@ static const char *const population[] = {
 /* the members that own a directory: all but pview, a view on a parent */
 #define POPULATION_DIRS (EL_ARRAY_SIZE(population) - 1)
 
+/* a member's mounts; the committed ones (p1, p2) have none, only the
+ * chain's views do, so theirs are the refusal */
+static void population_mounts(struct fx *f, size_t k, struct sn_mounts *m)
+{
+	if (strncmp(population[k], "default/2/", 10) == 0)
+		FAILS(-EBUSY, sn_mounts(f->sn, population[k], m, &err_));
+	else
+		MUST(sn_mounts(f->sn, population[k], m, &err_));
+}
+
 /* every live snapshot as it was: record, directory, files, mounts */
 static void check_population(struct fx *f, struct sn_mounts *before)
 {
@@ -1322,7 +1332,7 @@ static void check_population(struct fx *f, struct sn_mounts *before)
 		char *marker = sfile(f, population[k], LAYOUT_MARKER);
 		assert_int_equal(exists(marker), strcmp(population[k], "pview") != 0);
 		free(marker);
-		MUST(sn_mounts(f->sn, population[k], &m, &err_));
+		population_mounts(f, k, &m);
 		if (before) {
 			if (before[k].n == 0)
 				before[k] = m;
@@ -1567,7 +1577,7 @@ static void test_restore_lost_dirs(void **state)
 	/* the mounts as they were (fs/'s file is lost with the directory) */
 	for (size_t k = 0; k < EL_ARRAY_SIZE(population); k++) {
 		struct sn_mounts m = { 0 };
-		MUST(sn_mounts(f->sn, population[k], &m, &err_));
+		population_mounts(f, k, &m);
 		if (!mounts_equal(&before[k], &m))
 			fail_msg("mounts of %s changed", population[k]);
 		sn_mounts_free(&m);
@@ -2003,7 +2013,7 @@ static void *worker_main(void *p)
 {
 	struct worker *w = p;
 	for (int k = 0; k < 40 && !w->error[0]; k++) {
-		char view[64], key[64], name[64];
+		char view[64], key[64], name[64], top_view[64];
 		struct sn_mounts m = { 0 };
 		struct snap_info i = { 0 };
 		struct el_error err;
@@ -2012,6 +2022,7 @@ static void *worker_main(void *p)
 		snprintf(view, sizeof(view), "w%d/view-%d", w->id, k);
 		snprintf(key, sizeof(key), "w%d/%d/extract-%d sha256:x", w->id, k, k);
 		snprintf(name, sizeof(name), "w%d/%d/sha256:x", w->id, k);
+		snprintf(top_view, sizeof(top_view), "w%d/top-view-%d", w->id, k);
 		el_error_clear(&err);
 		r = sn_prepare(w->sn, SNAP_KIND_VIEW, view, w->parent, NULL, 0, &m, &err);
 		sn_mounts_free(&m);
@@ -2026,14 +2037,17 @@ static void *worker_main(void *p)
 		sn_mounts_free(&m);
 		if (r == 0)
 			r = sn_commit(w->sn, name, key, NULL, 0, &err);
+		/* the merged chain, as a view on the new layer shows it */
 		if (r == 0)
-			r = sn_mounts(w->sn, name, &m, &err);
+			r = sn_prepare(w->sn, SNAP_KIND_VIEW, top_view, name, NULL, 0, &m, &err);
 		if (r == 0 && (m.n != 1 || strstr(m.v[0].source, LAYOUT_FSMETA) == NULL)) {
 			snprintf(w->error, sizeof(w->error), "%s: unexpected mounts", name);
 			sn_mounts_free(&m);
 			break;
 		}
 		sn_mounts_free(&m);
+		if (r == 0)
+			r = sn_remove(w->sn, top_view, &err);
 		if (r == 0)
 			r = sn_remove(w->sn, view, &err);
 		if (r == 0)
