@@ -31,32 +31,10 @@ struct diff_service {
 	bool local_content;
 };
 
-static int status_of(int r)
-{
-	switch (r) {
-	case -ENOENT:
-		return RPC_NOT_FOUND;
-	case -EEXIST:
-		return RPC_ALREADY_EXISTS;
-	case -EINVAL:
-	case -EBADMSG:
-	case -EFBIG:
-		return RPC_INVALID_ARGUMENT;
-	case -EOPNOTSUPP:
-		return RPC_UNIMPLEMENTED;
-	case -ECANCELED:
-		return RPC_CANCELLED;
-	case -ECONNREFUSED:
-		return RPC_UNAVAILABLE;
-	default:
-		return RPC_INTERNAL;
-	}
-}
-
 static void reply_error(struct rpc_call *call, int r, const struct el_error *err)
 {
 	char buf[1024];
-	rpc_call_error(call, status_of(r), "%s",
+	rpc_call_error_errno(call, r, "%s",
 		       err->code ? el_error_format(err, buf, sizeof(buf)) : strerror(-r));
 }
 
@@ -175,7 +153,7 @@ static void h_apply(struct rpc_call *call, ProtobufCMessage *msg, void *ud)
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	mounts = mounts_in(req->mounts, req->n_mounts);
 	if (!mounts) {
-		rpc_call_error(call, RPC_INTERNAL, "out of memory");
+		rpc_call_error_errno(call, -ENOMEM, "out of memory");
 		return;
 	}
 	r = differ_target(mounts, req->n_mounts, &dir, &err);
@@ -276,7 +254,7 @@ static void h_diff(struct rpc_call *call, ProtobufCMessage *msg, void *ud)
 	el_error_clear(&err);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	if (!left || !right) {
-		rpc_call_error(call, RPC_INTERNAL, "out of memory");
+		rpc_call_error_errno(call, -ENOMEM, "out of memory");
 		return;
 	}
 	r = differ_compare_target(left, req->n_left, right, req->n_right, &image, &err);
@@ -297,7 +275,7 @@ static void h_diff(struct rpc_call *call, ProtobufCMessage *msg, void *ud)
 	/* the caller's labels, then the diffID (filled in below) */
 	labels = calloc(2 * req->n_labels + 3, sizeof(*labels));
 	if (!ref || !labels) {
-		rpc_call_error(call, RPC_INTERNAL, "out of memory");
+		rpc_call_error_errno(call, -ENOMEM, "out of memory");
 		return;
 	}
 

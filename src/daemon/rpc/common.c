@@ -58,10 +58,12 @@ const char *rpc_status_name(int code)
 }
 
 /*
- * containerd's errdefs (errdefs/grpc.go) turns NotFound, AlreadyExists,
- * InvalidArgument, FailedPrecondition, Unavailable, Unimplemented back into
- * its own error kinds; anything else becomes an opaque Unknown. Conflicts
- * ("snapshot is in use", "has children") are FailedPrecondition there.
+ * The one errno → status map of both services. containerd 2.x reads the code
+ * back into its errdefs kinds (github.com/containerd/errdefs, errgrpc):
+ * InvalidArgument, NotFound, AlreadyExists, FailedPrecondition (also its
+ * conflicts: "in use", "has children"), Unavailable, NotImplemented,
+ * Canceled, DeadlineExceeded, ResourceExhausted (a full disk or quota),
+ * PermissionDenied, OutOfRange; anything else is Internal.
  */
 int rpc_status_from_errno(int err)
 {
@@ -77,6 +79,7 @@ int rpc_status_from_errno(int err)
 	case ENAMETOOLONG:
 	case EBADMSG:
 	case E2BIG:
+	case EFBIG:
 		return RPC_INVALID_ARGUMENT;
 	case EBUSY:
 	case ENOTEMPTY:

@@ -52,9 +52,11 @@ enum {
 };
 
 /* errno (either sign) → status, the way containerd's errdefs read it:
- * ENOENT → NOT_FOUND, EEXIST → ALREADY_EXISTS, EINVAL → INVALID_ARGUMENT,
- * EBUSY/ENOTEMPTY → FAILED_PRECONDITION, EOPNOTSUPP/ENOSYS → UNIMPLEMENTED,
- * ECANCELED → CANCELLED, ETIMEDOUT → DEADLINE_EXCEEDED, ... → INTERNAL. */
+ * ENOENT → NOT_FOUND, EEXIST → ALREADY_EXISTS, EINVAL/EBADMSG/EFBIG →
+ * INVALID_ARGUMENT, EBUSY/ENOTEMPTY → FAILED_PRECONDITION, EOPNOTSUPP/ENOSYS
+ * → UNIMPLEMENTED, ECANCELED → CANCELLED, ETIMEDOUT → DEADLINE_EXCEEDED,
+ * ENOSPC/EDQUOT/ENOMEM → RESOURCE_EXHAUSTED, ... → INTERNAL. Both services
+ * answer through it (rpc_call_error_errno). */
 int rpc_status_from_errno(int err);
 /* status → negative errno, the inverse of the above (0 for RPC_OK). */
 int rpc_errno_from_status(int code);

@@ -960,17 +960,43 @@ static void test_shutdown_grace(void **state)
 
 static void test_status_maps(void **state)
 {
-	assert_int_equal(rpc_status_from_errno(-ENOENT), RPC_NOT_FOUND);
-	assert_int_equal(rpc_status_from_errno(EEXIST), RPC_ALREADY_EXISTS);
-	assert_int_equal(rpc_status_from_errno(-EBUSY), RPC_FAILED_PRECONDITION);
-	assert_int_equal(rpc_status_from_errno(-EINVAL), RPC_INVALID_ARGUMENT);
-	assert_int_equal(rpc_status_from_errno(-EOPNOTSUPP), RPC_UNIMPLEMENTED);
-	assert_int_equal(rpc_status_from_errno(-EIO), RPC_INTERNAL);
-	assert_int_equal(rpc_status_from_errno(0), RPC_OK);
+	/* every errno the daemon answers with, as containerd's errdefs reads
+	 * the code (errgrpc.ToNative): one row per kind of error */
+	static const struct {
+		int err, code;
+	} map[] = {
+		{ 0, RPC_OK },
+		{ -ENOENT, RPC_NOT_FOUND },	     { -ENOTDIR, RPC_NOT_FOUND },
+		{ EEXIST, RPC_ALREADY_EXISTS },	     { -EEXIST, RPC_ALREADY_EXISTS },
+		{ -EINVAL, RPC_INVALID_ARGUMENT },   { -ENAMETOOLONG, RPC_INVALID_ARGUMENT },
+		{ -EBADMSG, RPC_INVALID_ARGUMENT },  { -E2BIG, RPC_INVALID_ARGUMENT },
+		{ -EFBIG, RPC_INVALID_ARGUMENT },    { -EBUSY, RPC_FAILED_PRECONDITION },
+		{ -ENOTEMPTY, RPC_FAILED_PRECONDITION }, { -EROFS, RPC_FAILED_PRECONDITION },
+		{ -EOPNOTSUPP, RPC_UNIMPLEMENTED },  { -ENOSYS, RPC_UNIMPLEMENTED },
+		{ -ECANCELED, RPC_CANCELLED },	     { -ETIMEDOUT, RPC_DEADLINE_EXCEEDED },
+		{ -EAGAIN, RPC_UNAVAILABLE },	     { -ECONNREFUSED, RPC_UNAVAILABLE },
+		{ -ESHUTDOWN, RPC_UNAVAILABLE },     { -EACCES, RPC_PERMISSION_DENIED },
+		{ -EPERM, RPC_PERMISSION_DENIED },   { -ENOSPC, RPC_RESOURCE_EXHAUSTED },
+		{ -EDQUOT, RPC_RESOURCE_EXHAUSTED }, { -ENOMEM, RPC_RESOURCE_EXHAUSTED },
+		{ -ERANGE, RPC_OUT_OF_RANGE },	     { -EIO, RPC_INTERNAL },
+		{ -EUCLEAN, RPC_INTERNAL },
+	};
+	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
+		int got = rpc_status_from_errno(map[i].err);
+		if (got != map[i].code)
+			fail_msg("errno %d (%s): status %s, expected %s", map[i].err,
+				 strerror(abs(map[i].err)), rpc_status_name(got),
+				 rpc_status_name(map[i].code));
+	}
+	/* and back: every status a client receives is a negative errno that
+	 * maps to the same status again */
 	for (int code = 0; code <= 16; code++) {
 		int err = rpc_errno_from_status(code);
 
 		assert_true(code == 0 ? err == 0 : err < 0);
+		if (code != RPC_UNKNOWN && code != RPC_UNAUTHENTICATED && code != RPC_ABORTED &&
+		    code != RPC_DATA_LOSS)
+			assert_int_equal(rpc_status_from_errno(err), code);
 	}
 	assert_string_equal(rpc_status_name(RPC_UNIMPLEMENTED), "UNIMPLEMENTED");
 	assert_string_equal(rpc_status_name(99), "UNKNOWN_CODE");
