@@ -17,6 +17,7 @@
 #include "log.h"
 #include "rpc/rpc.h"
 #include "service-diff.h"
+#include "service-introspection.h"
 #include "service-snapshots.h"
 #include "snapshotter.h"
 
@@ -222,7 +223,12 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	rpc_server_set_logger(srv, rpc_log, NULL);
-	r = service_snapshots_register(srv, sn, o.name);
+	struct introspection *intro = NULL;
+	r = service_introspection_register(srv, o.root, &intro);
+	if (r < 0)
+		log_error("cannot keep a UUID in %s: %s", o.root, strerror(-r));
+	if (r == 0)
+		r = service_snapshots_register(srv, sn, o.name);
 	if (r == 0)
 		r = service_diff_register(srv, content,
 					  &(struct diff_options){ .default_namespace = o.containerd_namespace,
@@ -235,6 +241,7 @@ int main(int argc, char **argv)
 		rpc_server_free(srv);
 		rpc_client_free(content);
 		service_diff_done();
+		introspection_free(intro);
 		sn_close(sn);
 		return 1;
 	}
@@ -247,6 +254,7 @@ int main(int argc, char **argv)
 	rpc_server_free(srv);
 	rpc_client_free(content);
 	service_diff_done();
+	introspection_free(intro);
 	sn_close(sn);
 	log_info("stopped");
 	return 0;

@@ -28,6 +28,7 @@ NEWER = {
     'containerd.services.snapshots.v1.CommitSnapshotRequest': {'parent'},
     'containerd.services.diff.v1.ApplyRequest': {'sync_fs'},
     'containerd.services.diff.v1.DiffRequest': {'source_date_epoch'},
+    'containerd.services.introspection.v1.ServerResponse': {'pid', 'pidns'},
 }
 # Packages whose messages we must cover completely (we are their server).
 SERVED = {'containerd.services.snapshots.v1', 'containerd.services.diff.v1'}
