@@ -11,6 +11,7 @@ packages=(
 	libgrpc-dev libprotobuf-c-dev protobuf-c-compiler libprotobuf-dev protobuf-compiler
 	liblmdb-dev containerd golang-github-containerd-containerd-dev libext2fs-dev
 	qemu-system-x86 busybox-static kmod
+	docker-registry skopeo curl
 )
 
 missing=()
@@ -20,6 +21,14 @@ done
 if ((${#missing[@]})); then
 	echo "deps: installing ${missing[*]}"
 	export DEBIAN_FRONTEND=noninteractive
+	# Packaged services (docker-registry listens on every address by default)
+	# must not start on install: the tests start their own, on 127.0.0.1.
+	policy=/usr/sbin/policy-rc.d
+	if [ ! -e "$policy" ]; then
+		printf '#!/bin/sh\nexit 101\n' >"$policy"
+		chmod 755 "$policy"
+		trap 'rm -f "$policy"' EXIT
+	fi
 	apt-get update -qq
 	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi

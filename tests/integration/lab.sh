@@ -13,8 +13,9 @@
 #   lab_stop                            # containerd, then the daemon, by PID
 #
 # Everything lives in LAB_DIR (set by lab_start; other shells may export it):
-#   config.toml       containerd's config (version 2, root/state/socket here,
+#   config.toml       containerd's config (version 2 or 3, root/state/socket here,
 #                     [proxy_plugins.spin-erofs] on sn.sock)
+#   registry/ registry.log registry.addr  a private registry, when started
 #   sn/ sn.sock sn.log             the daemon's --root, socket, log
 #   containerd/ containerd.sock containerd.log  containerd's root+state, socket, log
 #   sn.pid sn.rc containerd.pid containerd.rc   PIDs and exit statuses
@@ -33,6 +34,19 @@
 #   LAB_DIFFER=1            also register the daemon as containerd's proxy differ
 #                           spin-erofs-diff, first in the diff service's list and in
 #                           the transfer service's unpack_config (containerd 1.7.4+)
+#   LAB_CRI=1               containerd 2.x: CRI enabled, its images on spin-erofs
+#   LAB_CONFIG_EXTRA        a file of more TOML tables appended to the config (2.x/1.x forms)
+#   LAB_CONFIG              a config file used verbatim instead (containerd then gets
+#                           --root, --state, --address and --log-level as flags)
+#   LAB_REGISTRY            docker-registry binary (default docker-registry)
+#
+# The config's form follows containerd's version: version 2 for 1.6/1.7,
+# version 3 for 2.x (exports.root on the proxy snapshotter; unpack_config
+# entries for spin-erofs, with our differ or walking, and for overlayfs).
+#
+# Registry: lab_registry_start (127.0.0.1, a free port; prints host:port),
+# lab_registry_push ARCHIVE NAME:TAG (skopeo; prints the reference),
+# lab_registry_addr, lab_registry_stop (lab_stop stops it too).
 #
 # Every function returns non-zero (with a message on stderr) on failure.
 
@@ -134,8 +148,20 @@ _lab_wait_answer() {
 	done
 }
 
-_lab_write_config() {
-	cat >"$LAB_DIR/config.toml" <<EOF
+# _lab_ctd_major: containerd's major version (1 or 2), from --version
+_lab_ctd_major() {
+	local v
+	v=$("$LAB_CONTAINERD" --version 2>/dev/null) || { _lab_err "$LAB_CONTAINERD --version failed"; return 1; }
+	case "$v" in
+	*" v2."* | *" 2."*) echo 2 ;;
+	*" v1."* | *" 1."*) echo 1 ;;
+	*) _lab_err "cannot tell containerd's version from: $v"; return 1 ;;
+	esac
+}
+
+# Version 2 form, containerd 1.6 and 1.7
+_lab_write_config_v2() {
+	cat <<EOF
 version = 2
 root = "$LAB_DIR/containerd/root"
 state = "$LAB_DIR/containerd/state"
@@ -160,7 +186,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.a
 EOF
 	# containerd 1.7.4+ only (a proxy differ makes 1.6 panic, DESIGN §4)
 	if [ "${LAB_DIFFER:-0}" = 1 ]; then
-		cat >>"$LAB_DIR/config.toml" <<EOF
+		cat <<EOF
   [proxy_plugins.spin-erofs-diff]
     type = "diff"
     address = "$LAB_DIR/sn.sock"
@@ -174,6 +200,94 @@ EOF
       snapshotter = "spin-erofs"
       differ = "spin-erofs-diff"
 EOF
+	fi
+}
+
+# Version 3 form, containerd 2.x (DESIGN §4a). The transfer service (ctr's
+# pull and import, CRI) unpacks with exactly the differ of the unpack_config
+# entry that names the snapshotter: ours with LAB_DIFFER=1, else containerd's
+# walking differ; overlayfs keeps an entry of its own (the tests' ground truth).
+_lab_write_config_v3() {
+	local differ=walking
+	local cri='"io.containerd.grpc.v1.cri", "io.containerd.cri.v1.runtime", "io.containerd.cri.v1.images",'
+	[ "${LAB_DIFFER:-0}" = 1 ] && differ=spin-erofs-diff
+	[ "${LAB_CRI:-0}" = 1 ] && cri=
+	cat <<EOF
+version = 3
+root = "$LAB_DIR/containerd/root"
+state = "$LAB_DIR/containerd/state"
+disabled_plugins = [$cri "io.containerd.snapshotter.v1.aufs",
+                    "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.devmapper",
+                    "io.containerd.snapshotter.v1.zfs"]
+
+[grpc]
+  address = "$LAB_DIR/containerd.sock"
+
+[ttrpc]
+  address = "$LAB_DIR/containerd.sock.ttrpc"
+
+[debug]
+  level = "${LAB_CONTAINERD_LOG_LEVEL:-info}"
+
+[proxy_plugins]
+  [proxy_plugins.spin-erofs]
+    type = "snapshot"
+    address = "$LAB_DIR/sn.sock"
+    # the file system our layers live on, for CRI's ImageFsInfo
+    [proxy_plugins.spin-erofs.exports]
+      root = "$LAB_DIR/sn"
+EOF
+	if [ "${LAB_DIFFER:-0}" = 1 ]; then
+		cat <<EOF
+  [proxy_plugins.spin-erofs-diff]
+    type = "diff"
+    address = "$LAB_DIR/sn.sock"
+EOF
+	fi
+	printf '\n[plugins]\n'
+	if [ "${LAB_DIFFER:-0}" = 1 ]; then
+		cat <<EOF
+  [plugins."io.containerd.service.v1.diff-service"]
+    default = ["spin-erofs-diff", "walking"]
+EOF
+	fi
+	cat <<EOF
+  [plugins."io.containerd.transfer.v1.local"]
+    [[plugins."io.containerd.transfer.v1.local".unpack_config]]
+      platform = "linux/amd64"
+      snapshotter = "spin-erofs"
+      differ = "$differ"
+    [[plugins."io.containerd.transfer.v1.local".unpack_config]]
+      platform = "linux/amd64"
+      snapshotter = "overlayfs"
+      differ = "walking"
+EOF
+	if [ "${LAB_CRI:-0}" = 1 ]; then
+		cat <<EOF
+  [plugins."io.containerd.cri.v1.images"]
+    snapshotter = "spin-erofs"
+EOF
+	fi
+}
+
+# LAB_DIR/config.toml: LAB_CONFIG's text verbatim when it is set (root, state
+# and socket then come from containerd's flags), else the form for this
+# containerd's version followed by LAB_CONFIG_EXTRA's text (more tables).
+_lab_write_config() {
+	local major
+	if [ -n "${LAB_CONFIG:-}" ]; then
+		cp "$LAB_CONFIG" "$LAB_DIR/config.toml"
+		return
+	fi
+	major=$(_lab_ctd_major) || return 1
+	if [ "$major" = 2 ]; then
+		_lab_write_config_v3 >"$LAB_DIR/config.toml"
+	else
+		_lab_write_config_v2 >"$LAB_DIR/config.toml"
+	fi
+	if [ -n "${LAB_CONFIG_EXTRA:-}" ]; then
+		printf '\n' >>"$LAB_DIR/config.toml"
+		cat "$LAB_CONFIG_EXTRA" >>"$LAB_DIR/config.toml"
 	fi
 }
 
@@ -217,10 +331,21 @@ lab_start_containerd() {
 		return 1
 	fi
 	command -v "$LAB_CONTAINERD" >/dev/null || { _lab_err "no $LAB_CONTAINERD"; return 1; }
-	_lab_write_config
+	_lab_write_config || return 1
 	mkdir -p "$LAB_DIR/containerd"
-	_lab_spawn containerd "$LAB_CONTAINERD" --config "$LAB_DIR/config.toml" || return 1
+	local -a flags=(--config "$LAB_DIR/config.toml")
+	if [ -n "${LAB_CONFIG:-}" ]; then
+		flags+=(--root "$LAB_DIR/containerd/root" --state "$LAB_DIR/containerd/state"
+			--address "$LAB_DIR/containerd.sock" --log-level "${LAB_CONTAINERD_LOG_LEVEL:-info}")
+	fi
+	_lab_spawn containerd "$LAB_CONTAINERD" "${flags[@]}" || return 1
 	_lab_wait_answer containerd "$LAB_TIMEOUT" _lab_ctd_answers
+}
+
+# lab_stop_containerd: SIGTERM containerd (SIGKILL after LAB_STOP_TIMEOUT)
+lab_stop_containerd() {
+	_lab_dir || return 1
+	_lab_stop_one containerd >/dev/null
 }
 
 # lab_start DIR [DAEMON-FLAGS...]: the daemon, then containerd, in DIR
@@ -290,12 +415,14 @@ lab_stop_daemon() {
 	fi
 }
 
-# lab_stop: containerd, then the daemon; fails if the daemon did not exit 0
+# lab_stop: containerd, then the daemon, then the registry if one runs; fails
+# if the daemon did not exit 0
 lab_stop() {
 	_lab_dir || return 1
 	local rc status=0
 	rc=$(_lab_stop_one containerd) || status=1
 	lab_stop_daemon || status=1
+	lab_registry_stop || status=1
 	return $status
 }
 
@@ -318,4 +445,58 @@ lab_kill9_daemon() {
 	fi
 	kill -KILL "$pid" || return 1
 	_lab_wait_rc sn 10 >/dev/null || { _lab_err "pid $pid survived SIGKILL"; return 1; }
+}
+
+# ---- a private registry (Debian's docker-registry, distribution 2.8) ----
+
+# lab_registry_start: docker-registry on 127.0.0.1 (a free port), its storage
+# and config in LAB_DIR/registry; prints host:port once /v2/ answers. Also
+# kept in LAB_DIR/registry.addr for lab_registry_addr and lab_registry_push.
+lab_registry_start() {
+	_lab_dir || return 1
+	local bin=${LAB_REGISTRY:-docker-registry} port addr
+	command -v "$bin" >/dev/null || { _lab_err "no $bin (Debian package docker-registry)"; return 1; }
+	port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])') || return 1
+	addr=127.0.0.1:$port
+	mkdir -p "$LAB_DIR/registry/data"
+	cat >"$LAB_DIR/registry/config.yml" <<EOF
+version: 0.1
+log:
+  level: warn
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $LAB_DIR/registry/data
+  delete:
+    enabled: true
+http:
+  addr: $addr
+EOF
+	_lab_spawn registry "$bin" serve "$LAB_DIR/registry/config.yml" || return 1
+	_lab_wait_answer registry "$LAB_TIMEOUT" curl -fsS -o /dev/null "http://$addr/v2/" || return 1
+	echo "$addr" >"$LAB_DIR/registry.addr"
+	echo "$addr"
+}
+
+# lab_registry_addr: host:port of the running registry
+lab_registry_addr() {
+	_lab_dir || return 1
+	cat "$LAB_DIR/registry.addr" 2>/dev/null || { _lab_err "no registry (lab_registry_start first)"; return 1; }
+}
+
+# lab_registry_push ARCHIVE NAME:TAG: an OCI archive (one image) into the
+# registry with skopeo; prints the reference containerd pulls
+lab_registry_push() {
+	local addr
+	addr=$(lab_registry_addr) || return 1
+	skopeo --insecure-policy copy -q --dest-tls-verify=false "oci-archive:$1" "docker://$addr/$2" >&2 || return 1
+	echo "$addr/$2"
+}
+
+# lab_registry_stop: SIGTERM the registry (nothing if it is not running)
+lab_registry_stop() {
+	_lab_dir || return 1
+	_lab_stop_one registry >/dev/null || return 1
+	rm -f "$LAB_DIR/registry.addr"
 }
