@@ -154,8 +154,11 @@ class LayerSink:
     """tarfile writes here: sha256 of the tar (the diffID), then gzip (no
     name, no time) or nothing, then sha256 of the blob and the blob file."""
 
-    def __init__(self, out, compression, level):
+    def __init__(self, out, compression, level, damage=None):
         self.out = out
+        # {"offset": N, "byte": B}: the tar byte at N is B (a broken layer
+        # whose blob and diffID still match what the image says)
+        self.damage = damage
         self.diff = hashlib.sha256()
         self.blob = hashlib.sha256()
         self.tar_size = 0
@@ -182,6 +185,9 @@ class LayerSink:
 
     def write(self, b):
         b = bytes(b)
+        if self.damage and self.tar_size <= self.damage["offset"] < self.tar_size + len(b):
+            k = self.damage["offset"] - self.tar_size
+            b = b[:k] + bytes([self.damage["byte"]]) + b[k + 1:]
         self.diff.update(b)
         self.tar_size += len(b)
         if self.zstd:
@@ -323,7 +329,8 @@ def write_layer(layer, default_mtime, out):
     """Writes the layer blob to the file object out; returns its descriptor
     fields and diffID."""
     compression = layer.get("compression", "gzip")
-    sink = LayerSink(out, compression, int(layer.get("level", 3 if compression == "zstd" else 6)))
+    sink = LayerSink(out, compression, int(layer.get("level", 3 if compression == "zstd" else 6)),
+                     layer.get("damage"))
     with tarfile.open(fileobj=sink, mode="w", format=tarfile.PAX_FORMAT,
                       encoding="utf-8") as tar:
         tar.copybufsize = CHUNK
@@ -627,7 +634,62 @@ def spec_mixed():
     ]}
 
 
-BUILTIN = {"multi": spec_multi, "single": spec_single, "big": spec_big, "mixed": spec_mixed}
+def spec_pulled():
+    """Three layers for registry pulls (gzip, zstd, Docker-named gzip): hard
+    links, symlinks, xattrs, a device, many small files, a whiteout and an
+    opaque directory; chain ids of their own (no other image shares them)."""
+    return {"name": "docker.io/library/pulled:latest", "layers": [
+        {"compression": "gzip", "entries": [
+            {"path": "usr/bin/tool", "type": "file", "mode": 0o755, "data": {"random": 90000, "seed": "p1"}},
+            {"path": "usr/bin/tool2", "type": "hardlink", "target": "usr/bin/tool"},
+            {"path": "usr/lib/link", "type": "symlink", "target": "../bin/tool"},
+            {"path": "usr/share/doc", "type": "many", "count": 400, "size": 900, "seed": "pd"},
+            {"path": "etc/cap", "type": "file", "data": "cap\n",
+             "xattrs": {"security.capability": {"hex": "0000000200200000000000000000000000000000"}}},
+            {"path": "dev/null", "type": "char", "major": 1, "minor": 3, "mode": 0o666},
+            {"path": "var/cache", "type": "dir", "mode": 0o1777},
+        ]},
+        {"compression": "zstd", "entries": [
+            {"path": "usr/share/doc/f00003", "type": "whiteout"},
+            {"path": "var/cache", "type": "opaque"},
+            {"path": "var/cache/fresh", "type": "file", "data": "fresh\n", "uid": 33, "gid": 33},
+            {"path": "opt/data", "type": "file", "data": {"random": 2 * CHUNK + 17, "seed": "p2"}},
+        ]},
+        {"compression": "gzip", "media_type": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+         "entries": [
+            {"path": "etc/cap", "type": "file", "data": "replaced\n", "mode": 0o600},
+            {"path": "home/user", "type": "dir", "mode": 0o700, "uid": 1000, "gid": 1000},
+        ]},
+    ]}
+
+
+def spec_broken():
+    """Two layers; the second's first tar header has a byte changed in its
+    checksum field (its blob digest and diffID still match the manifest, so
+    only the unpacking can tell)."""
+    return {"name": "docker.io/library/broken:latest", "layers": [
+        {"entries": [{"path": "ok", "type": "file", "data": "the good layer\n"}]},
+        {"damage": {"offset": 150, "byte": 0x37}, "entries": [
+            {"path": "bad", "type": "file", "data": "never unpacked\n"}]},
+    ]}
+
+
+def spec_tagged(tag):
+    """Two small layers of their own, named by TAG (an image whose chain no
+    other image shares, for a pull that must unpack)."""
+    def spec():
+        return {"name": "docker.io/library/%s:latest" % tag, "layers": [
+            {"entries": [{"path": "etc/tag", "type": "file", "data": tag + "\n"}]},
+            {"compression": "zstd", "entries": [
+                {"path": "usr/data", "type": "file", "data": {"random": 300000, "seed": tag}}]},
+        ]}
+    spec.__doc__ = spec_tagged.__doc__.replace("TAG", tag)
+    return spec
+
+
+BUILTIN = {"multi": spec_multi, "single": spec_single, "big": spec_big, "mixed": spec_mixed,
+           "pulled": spec_pulled, "broken": spec_broken,
+           "cfg-seed": spec_tagged("cfg-seed"), "cfg-readme": spec_tagged("cfg-readme")}
 
 
 def spec_digest(spec):

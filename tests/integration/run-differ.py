@@ -1,13 +1,18 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: Apache-2.0
-"""Differ tests: spin-erofs-snapshotter as containerd 1.7's proxy differ.
+"""Differ tests: spin-erofs-snapshotter as containerd 2.x's (and 1.7's) proxy differ.
 
     run-differ.py --daemon PATH --erofs-layer PATH --diff-probe PATH --workdir DIR
-                  [--only GLOB]... [--keep] [-v] [--list]
+                  [--containerd 2.1|1.7] [--only GLOB]... [--keep] [-v] [--list]
 
-containerd 1.7.24 is Debian 13's package, fetched and unpacked by
-scripts/fetch-debs.sh (DESIGN §4; cached in /var/tmp/spin-debs, or
-$SPIN_DEBS). The lab (tests/integration/lab.sh with LAB_DIFFER=1) registers
+containerd 2.1.9 is Debian sid's package (the default), 1.7.24 Debian 13's,
+fetched and unpacked by scripts/fetch-debs.sh (DESIGN §4, §4a; cached in
+/var/tmp/spin-debs, or $SPIN_DEBS). On 2.1 the lab's config is version 3 and
+a private registry (Debian's docker-registry on 127.0.0.1, images pushed by
+skopeo) serves pulls: pull-registry (every layer through our Apply, the
+view against overlayfs), pull-refused (a broken layer fails the pull with
+our message), and containerd restarted with the seed's version 2 config
+and with docs/containerd-config.toml (version 3), each used verbatim. The lab (tests/integration/lab.sh with LAB_DIFFER=1) registers
 our socket as the proxy snapshotter `spin-erofs` and the proxy differ
 `spin-erofs-diff`, first in the diff service's list and in the transfer
 service's unpack_config.
@@ -63,23 +68,18 @@ MEDIA_EROFS = "application/vnd.erofs.layer.v1"
 NS = "default"
 
 CASES = []
+RELEASES = ("2.1", "1.7")  # containerd releases with a proxy differ (1.7.4+)
+# the daemon's socket as the seed's and the README's configs name it
+CONFIG_SOCKET = "/run/spin-stack/erofs-snapshotter.sock"
 
 
-def case(name):
+def case(name, releases=RELEASES):
+    """A case, run on the containerd releases named (the others do not list
+    it: a registry pull and the version 3 configs need 2.x)."""
     def deco(fn):
-        CASES.append((name, fn))
+        CASES.append((name, fn, releases))
         return fn
     return deco
-
-
-def containerd17():
-    """containerd 1.7 from Debian 13, unpacked (never installed)."""
-    dest = os.path.join(os.environ.get("SPIN_DEBS", "/var/tmp/spin-debs"), "containerd-trixie")
-    r = run([os.path.join(REPO, "scripts", "fetch-debs.sh"), "trixie", dest, "containerd"],
-            timeout=600, check=False)
-    check(r.rc == 0, "cannot fetch containerd 1.7 from Debian 13: %s" % tail(r.err))
-    bin_dir = os.path.join(dest, "usr", "bin")
-    return os.path.join(bin_dir, "containerd"), os.path.join(bin_dir, "ctr")
 
 
 # ---- helpers -----------------------------------------------------------------
@@ -202,12 +202,19 @@ def untouched(d, before):
 
 # ---- cases -------------------------------------------------------------------
 
-@case("lab-start-1.7")
+@case("lab-start")
 def t_lab_start(env):
-    """containerd 1.7 with our snapshotter and differ: both plugins ok."""
+    """containerd (2.1 by default, --containerd 1.7) with our snapshotter and
+    differ: both plugins ok; the config's form follows the release."""
     env.lab_up()
     v = env.lab.ctr("version").out
-    check("1.7." in v, "containerd is not 1.7: %s" % tail(v))
+    check(re.search(r"Server:\s*\n\s*Version:\s*v?%s\." % re.escape(env.release), v),
+          "containerd's server is not %s: %s" % (env.release, tail(v)))
+    with open(os.path.join(env.lab.dir, "config.toml")) as f:
+        form = re.search(r"^version = (\d+)", f.read(), re.M)
+    want = "3" if env.release.startswith("2.") else "2"
+    check(form and form.group(1) == want, "config version %s, expected %s for containerd %s"
+          % (form and form.group(1), want, env.release))
     plugins = env.lab.ctr("plugins", "ls").out
     for typ, name in (("io.containerd.snapshotter.v1", SN), ("io.containerd.differ.v1", DIFFER)):
         rows = [l for l in plugins.splitlines() if typ in l and (" %s " % name) in l]
@@ -215,11 +222,19 @@ def t_lab_start(env):
 
 
 def import_through_apply(env, image, local):
-    lab = env.lab
     env.lab_up()
     info = env.image(image)
-    off = lab.log_size()
     args = ["images", "import", "--snapshotter", SN] + (["--local"] if local else []) + [info["path"]]
+    return unpack_through_apply(env, info, args, "import %s into %s" % (image, SN))
+
+
+def unpack_through_apply(env, info, args, memo_key):
+    """ctr ARGS (an import or a pull) unpacks every layer of INFO through
+    our Apply: an applied line per layer with the image's diffIDs, the blobs
+    read from containerd's files, no fallback, every layer.erofs checked,
+    the chain committed, nothing left behind."""
+    lab = env.lab
+    off = lab.log_size()
     r = lab.ctr(*args, timeout=900, check=False)
     check(r.rc == 0, "ctr %s exited %d: %s" % (" ".join(args[:5]), r.rc, tail(r.err or r.out)))
     log = lab.log_since(off)
@@ -250,7 +265,7 @@ def import_through_apply(env, image, local):
             probs.append("chain %s is %s" % (c[:19], rows.get(c)))
     probs += ri.snapshot_dir_problems(lab.root)
     check(not probs, "%d problems" % len(probs), probs)
-    env.memo["import %s into %s" % (image, SN)] = (True, info)
+    env.memo[memo_key] = (True, info)
     return info
 
 
@@ -259,7 +274,7 @@ def groundtruth(env, image, expectations=None):
     walking differ after ours refused its mounts)."""
     lab = env.lab
     off = lab.log_size()
-    info = env.imported(image, "overlayfs")
+    info = env.imported(image, "overlayfs", local=True)
     log = lab.log_since(off)
     refused = re.findall(r'msg="rpc failed" method=/containerd.services.diff.v1.Diff/Apply code=UNIMPLEMENTED', log)
     probs = []
@@ -701,6 +716,167 @@ def t_compare_refusals(env):
     lab.ctr("leases", "rm", lease)
     check(not probs, "%d problems" % len(probs), probs)
 
+# ---- containerd 2.x: a registry, the configs users write -----------------------
+
+def registry(env):
+    """The lab's registry (Debian's docker-registry on 127.0.0.1), once."""
+    def start():
+        env.lab_up()
+        r = env.lab.sh("lab_registry_start", check=False)
+        check(r.rc == 0, "lab_registry_start: %s" % tail(r.err))
+        return r.out.strip()
+    return env.once("registry", start)
+
+
+def pushed(env, image):
+    """IMAGE (a builtin of mkimage.py) pushed to the lab's registry with
+    skopeo, once; its reference."""
+    def push():
+        registry(env)
+        info = env.image(image)
+        r = env.lab.sh("lab_registry_push", info["path"], "%s:1" % image, timeout=300, check=False)
+        check(r.rc == 0, "skopeo copy of %s: %s" % (image, tail(r.err)))
+        return r.out.strip()
+    return env.once("pushed " + image, push)
+
+
+def pull_args(snapshotter, ref, local=False):
+    return ["images", "pull", "--plain-http", "--snapshotter", snapshotter] + (
+        ["--local"] if local else []) + [ref]
+
+
+@case("pull-registry", releases=("2.1",))
+def t_pull_registry(env):
+    """ctr images pull from a real registry (the transfer service, which
+    calls exactly the differ its unpack_config names): every layer of a
+    gzip/zstd/Docker-gzip image through our Apply, and the merged view equal
+    to the same image pulled into overlayfs by the walking differ."""
+    ref = pushed(env, "pulled")
+    info = env.image("pulled")
+    unpack_through_apply(env, info, pull_args(SN, ref), "import pulled into %s" % SN)
+    r = env.lab.ctr(*pull_args("overlayfs", ref), timeout=600, check=False)
+    check(r.rc == 0, "pull into overlayfs: %s" % tail(r.err or r.out))
+    env.memo["import pulled into overlayfs"] = (True, info)
+    lab = env.lab
+    top = info["chain_ids"][-1]
+    om = ri.view(lab, lab.ov, env.name("pull-ov"), top)
+    sm = ri.view(lab, lab.sn, env.name("pull-sn"), top)
+    d, e, a = ri.compare_trees(env.host, om, sm, "pulled")
+    probs = list(d)
+    for snap, label in ((e, "overlayfs"), (a, "ours")):
+        if "usr/share/doc/f00003" in snap or "usr/share/doc/f00004" not in snap:
+            probs.append("[%s] the whiteout of usr/share/doc/f00003 is not applied" % label)
+        if sorted(p for p in snap if p.startswith("var/cache/")) != ["var/cache/fresh"]:
+            probs.append("[%s] var/cache is not opaque" % label)
+    check(not probs, "%d problems" % len(probs), probs)
+
+
+@case("pull-refused", releases=("2.1",))
+def t_pull_refused(env):
+    """A layer our differ cannot take fails the pull with our message (the
+    transfer service has no fallback): the broken tar header's byte offset,
+    InvalidArgument, nothing of that layer left behind."""
+    ref = pushed(env, "broken")
+    info = env.image("broken")
+    lab = env.lab
+    off = lab.log_size()
+    r = lab.ctr(*pull_args(SN, ref), timeout=300, check=False)
+    log = lab.log_since(off)
+    out = r.err + r.out
+    probs = []
+    if r.rc == 0:
+        probs.append("the pull of a broken layer succeeded")
+    if "header checksum mismatch" not in out or "at byte 148 of the tar stream" not in out:
+        probs.append("ctr does not show our message: %s" % tail(out, 400))
+    if not re.search(r'msg="rpc failed" method=/containerd\.services\.diff\.v1\.Diff/Apply '
+                     r'code=INVALID_ARGUMENT', log):
+        probs.append("no Apply answered INVALID_ARGUMENT in our log")
+    if len(applied_lines(log)) != 1:
+        probs.append("%d layers applied, expected the good one only" % len(applied_lines(log)))
+    rows = ri.ls_table(lab.sn("ls").out)
+    if info["chain_ids"][1] in rows:
+        probs.append("the broken layer's snapshot exists: %s" % (rows[info["chain_ids"][1]],))
+    if rows.get(info["chain_ids"][0], ("", ""))[1] != "Committed":
+        probs.append("the good layer is not committed")
+    probs += ri.snapshot_dir_problems(lab.root)
+    check(not probs, "%d problems" % len(probs), probs)
+
+
+def config_socket_free():
+    """CONFIG_SOCKET may be ours to point at the lab's daemon: nothing else
+    answers there."""
+    if os.path.lexists(CONFIG_SOCKET):
+        check(not ri.sock_answers(CONFIG_SOCKET) or os.path.islink(CONFIG_SOCKET),
+              "another daemon answers on %s" % CONFIG_SOCKET)
+        os.unlink(CONFIG_SOCKET)
+
+
+def with_config(env, config, body):
+    """containerd restarted with CONFIG used verbatim (its socket path made a
+    link to the lab's daemon), BODY(env) run, then the lab's own config back."""
+    lab = env.lab
+    config_socket_free()
+    os.makedirs(os.path.dirname(CONFIG_SOCKET), exist_ok=True)
+    os.symlink(lab.sn_sock, CONFIG_SOCKET)
+    try:
+        r = lab.sh("lab_stop_containerd", check=False)
+        check(r.rc == 0, "lab_stop_containerd: %s" % tail(r.err))
+        off = os.path.getsize(os.path.join(lab.dir, "containerd.log"))
+        os.environ["LAB_CONFIG"] = config
+        try:
+            r = lab.sh("lab_start_containerd", check=False)
+        finally:
+            del os.environ["LAB_CONFIG"]
+        check(r.rc == 0, "containerd with %s: %s" % (config, tail(r.err)))
+        with open(os.path.join(lab.dir, "containerd.log"), errors="replace") as f:
+            f.seek(off)
+            ctd_log = f.read()
+        lab.wait_snapshotter()
+        body(env, ctd_log)
+    finally:
+        r = lab.sh("lab_stop_containerd", check=False)
+        if os.path.islink(CONFIG_SOCKET):
+            os.unlink(CONFIG_SOCKET)
+        r2 = lab.sh("lab_start_containerd", check=False)
+        check(r.rc == 0 and r2.rc == 0, "containerd back on the lab's config: %s %s"
+              % (tail(r.err), tail(r2.err)))
+        lab.wait_snapshotter()
+
+
+def config_pull(env, image, ctd_log, migrated):
+    probs = []
+    warned = "Configuration migrated from version 2" in ctd_log
+    if warned != migrated:
+        probs.append("containerd %s the migration warning" % ("did not print" if migrated else "printed"))
+    plugins = env.lab.ctr("plugins", "ls").out
+    for typ, name in (("io.containerd.snapshotter.v1", SN), ("io.containerd.differ.v1", DIFFER),
+                      ("io.containerd.cri.v1", "images")):
+        rows = [l for l in plugins.splitlines() if typ in l and (" %s " % name) in l]
+        if not rows or rows[0].split()[-1] != "ok":
+            probs.append("plugin %s %s: %s" % (typ, name, rows))
+    check(not probs, "%d problems" % len(probs), probs)
+    ref = pushed(env, image)
+    unpack_through_apply(env, env.image(image), pull_args(SN, ref), "import %s into %s" % (image, SN))
+
+
+@case("config-seed-v2", releases=("2.1",))
+def t_config_seed(env):
+    """The seed's configuration verbatim (version 2: containerd 2.x migrates
+    it, with a warning): both proxy plugins and CRI's images plugin load, and
+    a registry pull unpacks every layer through our Apply."""
+    with_config(env, os.path.join(HERE, "seed-config.toml"),
+                lambda e, log: config_pull(e, "cfg-seed", log, migrated=True))
+
+
+@case("config-readme-v3", releases=("2.1",))
+def t_config_readme(env):
+    """docs/containerd-config.toml verbatim, the version 3 form the README
+    shows: no migration, both proxy plugins and CRI's images plugin load, a
+    registry pull goes through our Apply."""
+    with_config(env, os.path.join(REPO, "docs", "containerd-config.toml"),
+                lambda e, log: config_pull(e, "cfg-readme", log, migrated=False))
+
+
 @case("gc")
 def t_gc(env):
     """Removing every image: containerd's collector removes our snapshots
@@ -757,9 +933,12 @@ def main():
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("-v", "--verbose", action="store_true")
     ap.add_argument("--list", action="store_true")
+    ap.add_argument("--containerd", choices=RELEASES, default=RELEASES[0],
+                    help="the containerd release to run on (default %(default)s)")
     a = ap.parse_args()
+    cases = [(n, f) for n, f, rel in CASES if a.containerd in rel]
     if a.list:
-        for name, fn in CASES:
+        for name, fn in cases:
             print("%-24s %s" % (name, (fn.__doc__ or "").strip().split("\n")[0]))
         return 0
     why = ri.cannot_run()
@@ -767,10 +946,9 @@ def main():
         print("skip differ: %s" % why)
         return 77
     a.load_rounds = 0
-    env = ri.Env(a)
-    env.diff_probe = os.path.abspath(a.diff_probe)
     try:
-        env.containerd, env.ctr = containerd17()
+        env = ri.Env(a)  # containerd of release a.containerd, fetched once
+        env.diff_probe = os.path.abspath(a.diff_probe)
         ri.prepare_workdir(env)
     except (CaseFailed, OSError) as e:
         print("FAIL setup: %s" % (e.reason if isinstance(e, CaseFailed) else e))
@@ -778,7 +956,7 @@ def main():
         return 1
     os.environ["LAB_DIFFER"] = "1"
     passed = failed = skipped = 0
-    selected = [(n, f) for n, f in CASES
+    selected = [(n, f) for n, f in cases
                 if not a.only or any(fnmatch.fnmatch(n, g) for g in a.only)
                 or n in ("gc", "lab-stop", "no-leaks")]
     try:
