@@ -6,12 +6,13 @@
 #   sudo ./scripts/demo.sh
 #
 #  1. installs what is missing (scripts/deps.sh) and builds the project;
-#  2. fetches containerd 1.7 and the guest kernel from Debian (once, cached in
+#  2. fetches containerd 2.1 and the guest kernel from Debian (once, cached in
 #     /var/tmp; nothing is installed);
 #  3. starts a private containerd with spin-erofs-snapshotter as its
 #     snapshotter and its differ, in a temporary directory;
-#  4. builds a 3-layer sample image offline (with a static busybox) and
-#     imports it: each layer becomes a layer.erofs, the chain an fsmeta.erofs
+#  4. builds a 3-layer sample image offline (with a static busybox), pushes
+#     it to a private registry (127.0.0.1) and pulls it: each layer becomes a
+#     layer.erofs, the chain an fsmeta.erofs
 #     and a merged.vmdk;
 #  5. prepares a container's snapshot and prints the mounts a VM runtime gets;
 #  6. boots them in QEMU (software emulation) and runs a program of the image;
@@ -64,12 +65,12 @@ export SPIN_EROFS_SNAPSHOTTER=$repo/build/src/daemon/spin-erofs-snapshotter
 note "built $SPIN_EROFS_SNAPSHOTTER and $el"
 mark build $t
 
-section "2. containerd 1.7 and the guest's kernel (Debian packages, unpacked, not installed)"
+section "2. containerd 2.1 and the guest's kernel (Debian packages, unpacked, not installed)"
 t=$SECONDS
-# Debian 12 ships containerd 1.6, whose proxy differ support panics; Debian
-# 13's 1.7 runs here unpacked (DESIGN §4). Same cache as tests/integration.
-ctd=${SPIN_DEBS:-/var/tmp/spin-debs}/containerd-trixie
-bash scripts/fetch-debs.sh trixie "$ctd" containerd
+# Debian 12 ships containerd 1.6 (end of life); Debian sid's 2.1 runs here
+# unpacked (DESIGN §4a). Same cache as tests/integration.
+ctd=${SPIN_DEBS:-/var/tmp/spin-debs}/containerd-sid
+bash scripts/fetch-debs.sh sid "$ctd" containerd
 export LAB_CONTAINERD=$ctd/usr/bin/containerd LAB_CTR=$ctd/usr/bin/ctr
 note "$("$LAB_CTR" --version)"
 guest=(python3 "$repo/tests/guest/guest.py")
@@ -107,10 +108,16 @@ python3 scripts/sample-image.py "$work/image.tar" >"$work/image.txt"
 indent <"$work/image.txt"
 top=$(awk '/^top chainID/ {print $3}' "$work/image.txt")
 
-section "5. Import: containerd hands each layer to our differ, which writes layer.erofs"
+section "5. Pull from a registry: containerd hands each layer to our differ, which writes layer.erofs"
 t=$SECONDS
-lab_ctr images import --local --snapshotter spin-erofs "$work/image.tar" 2>&1 | indent
-mark import $t
+reg=$(lab_registry_start)
+note "a private registry (Debian's docker-registry) on $reg; the image pushed with skopeo"
+ref=$(lab_registry_push "$work/image.tar" demo:latest)
+note "ctr images pull --plain-http --snapshotter spin-erofs $ref"
+lab_ctr images pull --plain-http --snapshotter spin-erofs "$ref" >"$work/pull.txt" 2>&1 ||
+	{ tail -n 5 "$work/pull.txt" >&2; exit 1; }
+grep -E '^(Completed|done)' "$work/pull.txt" | tail -n 1 | indent
+mark pull $t
 note "the daemon's log: one Apply per layer (the blob converted straight to EROFS)"
 grep 'msg=applied' "$LAB_DIR/sn.log" | sed 's/^time="[^"]*" //' | indent
 note "the snapshots (each layer committed on its parent):"
