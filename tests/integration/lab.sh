@@ -159,14 +159,15 @@ _lab_ctd_major() {
 	esac
 }
 
-# Version 2 form, containerd 1.6 and 1.7
-_lab_write_config_v2() {
+# _lab_config_head VERSION DISABLED: what both forms share: containerd's
+# root, state and sockets in LAB_DIR, the plugins this machine cannot run (and
+# DISABLED) left out, the proxy snapshotter on sn.sock
+_lab_config_head() {
 	cat <<EOF
-version = 2
+version = $1
 root = "$LAB_DIR/containerd/root"
 state = "$LAB_DIR/containerd/state"
-# no CRI, no snapshotters this machine cannot run: quicker start, fewer logs
-disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.aufs",
+disabled_plugins = [$2 "io.containerd.snapshotter.v1.aufs",
                     "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.devmapper",
                     "io.containerd.snapshotter.v1.zfs"]
 
@@ -184,6 +185,12 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.a
     type = "snapshot"
     address = "$LAB_DIR/sn.sock"
 EOF
+}
+
+# Version 2 form, containerd 1.6 and 1.7
+_lab_write_config_v2() {
+	# no CRI: quicker start, fewer logs
+	_lab_config_head 2 '"io.containerd.grpc.v1.cri",'
 	# containerd 1.7.4+ only (a proxy differ makes 1.6 panic, DESIGN §4)
 	if [ "${LAB_DIFFER:-0}" = 1 ]; then
 		cat <<EOF
@@ -212,27 +219,8 @@ _lab_write_config_v3() {
 	local cri='"io.containerd.grpc.v1.cri", "io.containerd.cri.v1.runtime", "io.containerd.cri.v1.images",'
 	[ "${LAB_DIFFER:-0}" = 1 ] && differ=spin-erofs-diff
 	[ "${LAB_CRI:-0}" = 1 ] && cri=
+	_lab_config_head 3 "$cri"
 	cat <<EOF
-version = 3
-root = "$LAB_DIR/containerd/root"
-state = "$LAB_DIR/containerd/state"
-disabled_plugins = [$cri "io.containerd.snapshotter.v1.aufs",
-                    "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.devmapper",
-                    "io.containerd.snapshotter.v1.zfs"]
-
-[grpc]
-  address = "$LAB_DIR/containerd.sock"
-
-[ttrpc]
-  address = "$LAB_DIR/containerd.sock.ttrpc"
-
-[debug]
-  level = "${LAB_CONTAINERD_LOG_LEVEL:-info}"
-
-[proxy_plugins]
-  [proxy_plugins.spin-erofs]
-    type = "snapshot"
-    address = "$LAB_DIR/sn.sock"
     # the file system our layers live on, for CRI's ImageFsInfo
     [proxy_plugins.spin-erofs.exports]
       root = "$LAB_DIR/sn"
