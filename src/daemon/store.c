@@ -389,11 +389,13 @@ int store_record_decode(const void *data, size_t len, struct snap_info *ret_info
 	n = EL_LE_GET(&h, n_labels);
 	if (!id)
 		return dec_err(errbuf, errlen, "id 0 at offset 8");
-	/* A parent exists before its child, so its id is smaller: parent chains
-	 * strictly descend, and walking them always ends. */
-	if (pid >= id)
-		return dec_err(errbuf, errlen, "parent id %llu not below id %llu at offset 16",
-			       (unsigned long long)pid, (unsigned long long)id);
+	/* A parent usually has the smaller id, but not always: a snapshot
+	 * prepared without parent and committed onto one (containerd 2.2's
+	 * rebase) keeps its own, older id. Walks bound their length instead
+	 * (store_parent_ids). */
+	if (pid == id)
+		return dec_err(errbuf, errlen, "snapshot id %llu is its own parent at offset 16",
+			       (unsigned long long)id);
 	if (!klen || klen > STORE_KEY_MAX)
 		return dec_err(errbuf, errlen, "key length %zu out of range at offset 56", klen);
 	if (plen > STORE_KEY_MAX)
@@ -1419,10 +1421,10 @@ int store_update(struct store_txn *txn, const struct snap_info *info, const char
 	return 0;
 }
 
-int store_commit(struct store_txn *txn, const char *key, const char *name,
+int store_commit(struct store_txn *txn, const char *key, const char *name, const char *parent,
 		 const struct snap_label *labels, size_t n_labels, struct snap_info *ret_info)
 {
-	_cleanup_(snap_info_free) struct snap_info cur = {}, out = {};
+	_cleanup_(snap_info_free) struct snap_info cur = {}, out = {}, pinfo = {};
 	_cleanup_free_ struct snap_label *l = NULL;
 	struct kenc ke_old, ke_new;
 	struct snap_info v;
@@ -1456,11 +1458,30 @@ int store_commit(struct store_txn *txn, const char *key, const char *name,
 		return r;
 	if (cur.kind != SNAP_KIND_ACTIVE)
 		return txn_errf(txn, -EINVAL, "snapshot " KFMT " is not active", KARG(key));
+	if (parent && *parent) {
+		r = key_check(txn, parent, "parent");
+		if (r < 0)
+			return r;
+		r = snap_load(txn, parent, &pinfo, NULL);
+		if (r == -ENOENT)
+			return txn_errf(txn, -ENOENT, "parent " KFMT " does not exist", KARG(parent));
+		if (r < 0)
+			return r;
+		if (pinfo.kind != SNAP_KIND_COMMITTED)
+			return txn_errf(txn, -EINVAL, "parent " KFMT " is not a committed snapshot",
+					KARG(parent));
+	}
 	r = kenc_make(name, &ke_new);
 	if (r < 0)
 		return r;
 
 	v = cur;
+	if (pinfo.id) {
+		/* rebased: an active snapshot has no children, so the new link
+		 * cannot close a loop */
+		v.parent = pinfo.key;
+		v.parent_id = pinfo.id;
+	}
 	v.key = (char *)name;
 	v.kind = SNAP_KIND_COMMITTED;
 	v.labels = l;
@@ -1470,7 +1491,26 @@ int store_commit(struct store_txn *txn, const char *key, const char *name,
 	if (r < 0)
 		return r;
 
-	/* the parent link is by id and stays as it is */
+	/* the parent link is by id: it stays as it is, unless rebased */
+	if (pinfo.id && pinfo.id != cur.parent_id) {
+		uint8_t pk[16];
+
+		if (cur.parent_id) {
+			put_be64(pk, cur.parent_id);
+			put_be64(pk + 8, cur.id);
+			k = (MDB_val){ 16, pk };
+			rc = mdb_del(txn->t, txn->store->parents, &k, NULL);
+			if (rc && rc != MDB_NOTFOUND)
+				return txn_poison(txn, txn_mdb_err(txn, rc, "deleting parent link"));
+		}
+		put_be64(pk, pinfo.id);
+		put_be64(pk + 8, cur.id);
+		k = (MDB_val){ 16, pk };
+		val = (MDB_val){ 0, pk }; /* empty, but never a NULL pointer */
+		rc = mdb_put(txn->t, txn->store->parents, &k, &val, 0);
+		if (rc)
+			return txn_poison(txn, txn_mdb_err(txn, rc, "writing parent link"));
+	}
 	k = (MDB_val){ ke_old.len, ke_old.b };
 	rc = mdb_del(txn->t, txn->store->snaps, &k, NULL);
 	if (rc)
@@ -1687,10 +1727,15 @@ int store_parent_ids(struct store_txn *txn, const char *key, uint64_t **ret_ids,
 	r = snap_load(txn, key, &cur, NULL);
 	if (r < 0)
 		return r;
-	/* ends: decoding guarantees parent_id < id at every step */
+	/* links are only made to committed snapshots that exist, from
+	 * snapshots without children, so there is no loop but in a damaged
+	 * file: the bound turns one into an error rather than a hang */
 	while (cur.parent_id) {
 		uint64_t pid = cur.parent_id;
 
+		if (n >= STORE_CHAIN_MAX)
+			return txn_errf(txn, -EUCLEAN, "the parent chain of " KFMT " is longer than %d "
+					"(a loop?)", KARG(key), STORE_CHAIN_MAX);
 		if (n == cap) {
 			uint64_t *t = reallocarray(ids, cap ? cap * 2 : 8, sizeof(*ids));
 

@@ -208,12 +208,19 @@ int store_update(struct store_txn *txn, const struct snap_info *info, const char
 /*
  * CommitActive: the ACTIVE snapshot key becomes the COMMITTED snapshot name:
  * same id, parent, usage and flags; labels replaced by these (not
- * inherited); created = updated = now. Checks in containerd's order: -EEXIST
- * if name exists, -ENOENT if key does not, -EINVAL if key is not ACTIVE
- * (containerd: FailedPrecondition).
+ * inherited); created = updated = now. With parent (not NULL or ""), the
+ * committed snapshot's parent becomes that one instead (containerd 2.2's
+ * rebase: layers prepared without parent, each committed onto the one
+ * below). Checks in containerd's order: -EEXIST if name exists, -ENOENT if
+ * key does not, -EINVAL if key is not ACTIVE (containerd:
+ * FailedPrecondition); then -ENOENT if parent does not exist, -EINVAL if it
+ * is not committed.
  */
-int store_commit(struct store_txn *txn, const char *key, const char *name,
+int store_commit(struct store_txn *txn, const char *key, const char *name, const char *parent,
 		 const struct snap_label *labels, size_t n_labels, struct snap_info *ret_info);
+
+/* The longest parent chain a walk follows before it calls the file damaged. */
+#define STORE_CHAIN_MAX 65536
 
 /* Remove: -ENOENT; -EBUSY if some snapshot has it as parent (containerd:
  * FailedPrecondition). ret_id and ret_kind may be NULL. */
