@@ -215,7 +215,7 @@ static void h_commit(struct rpc_call *call, ProtobufCMessage *msg, void *ud)
 		rpc_call_error_errno(call, -ENOMEM, "out of memory");
 		return;
 	}
-	int r = sn_commit(ud, req->name, req->key, l, req->n_labels, &err);
+	int r = sn_commit_onto(ud, req->name, req->key, req->parent, l, req->n_labels, &err);
 	if (r < 0)
 		reply_error(call, r, &err);
 	else

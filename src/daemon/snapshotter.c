@@ -1058,6 +1058,7 @@ static int make_layer(struct snapshotter *sn, const struct snap_info *info, uint
 struct commit_op {
 	struct wop op;
 	const char *name;
+	const char *parent; /* NULL: the one it was prepared on */
 	const struct snap_label *labels;
 	size_t n_labels;
 	uint64_t size, inodes;
@@ -1066,10 +1067,12 @@ struct commit_op {
 static int commit_run(struct snapshotter *sn, struct store_txn *txn, struct wop *w)
 {
 	struct commit_op *o = (struct commit_op *)w;
-	int r = store_commit(txn, w->key, o->name, o->labels, o->n_labels, NULL);
+	int r = store_commit(txn, w->key, o->name, o->parent, o->labels, o->n_labels, NULL);
 
-	if (r == -EINVAL) /* the kind was checked before: a bad name or label */
-		return fail(w->err, -EINVAL, "commit %s: %s", w->key, store_txn_errmsg(txn));
+	/* the kinds were checked before: a bad name or label, or the parent
+	 * removed or changed meanwhile */
+	if (r == -EINVAL || (r == -ENOENT && o->parent))
+		return fail(w->err, r, "commit %s: %s", w->key, store_txn_errmsg(txn));
 	if (r < 0)
 		return store_fail(w->err, txn, r, "commit", r == -EEXIST ? o->name : w->key);
 	r = store_set_usage(txn, o->name, o->size, o->inodes);
@@ -1080,12 +1083,13 @@ static int commit_run(struct snapshotter *sn, struct store_txn *txn, struct wop 
 
 /* The record's part of Commit: key becomes the committed snapshot name. */
 static int commit_record(struct snapshotter *sn, const char *name, const char *key,
-			 const struct snap_label *labels, size_t n_labels, uint64_t size,
-			 uint64_t inodes, struct el_error *err)
+			 const char *parent, const struct snap_label *labels, size_t n_labels,
+			 uint64_t size, uint64_t inodes, struct el_error *err)
 {
 	struct commit_op o = {
 		.op = { .fn = commit_run, .what = "commit", .key = key, .err = err },
 		.name = name,
+		.parent = parent,
 		.labels = labels,
 		.n_labels = n_labels,
 		.size = size,
@@ -1097,6 +1101,40 @@ static int commit_record(struct snapshotter *sn, const char *name, const char *k
 
 int sn_commit(struct snapshotter *sn, const char *name, const char *key,
 	      const struct snap_label *labels, size_t n_labels, struct el_error *err)
+{
+	return sn_commit_onto(sn, name, key, NULL, labels, n_labels, err);
+}
+
+/* The chain a commit onto parent ends: parent's chain, then parent. */
+static int chain_onto(struct store_txn *txn, const char *parent, uint64_t **ret, size_t *ret_n,
+		      struct el_error *err)
+{
+	_cleanup_(snap_info_free) struct snap_info p = { 0 };
+	_cleanup_free_ uint64_t *ids = NULL;
+	size_t n = 0;
+	int r = store_get(txn, parent, &p);
+
+	if (r == -ENOENT)
+		return fail(err, r, "commit: parent %s does not exist", parent);
+	if (r < 0)
+		return store_fail(err, txn, r, "commit", parent);
+	if (p.kind != SNAP_KIND_COMMITTED)
+		return fail(err, -EINVAL, "commit: parent %s is not a committed snapshot", parent);
+	r = chain_ids(txn, parent, &ids, &n);
+	if (r < 0)
+		return store_fail(err, txn, r, "commit", parent);
+	uint64_t *all = realloc(ids, (n + 1) * sizeof(*all));
+	if (!all)
+		return fail(err, -ENOMEM, "out of memory");
+	ids = all;
+	ids[n++] = p.id;
+	*ret = EL_TAKE_PTR(ids);
+	*ret_n = n;
+	return 0;
+}
+
+int sn_commit_onto(struct snapshotter *sn, const char *name, const char *key, const char *parent,
+		   const struct snap_label *labels, size_t n_labels, struct el_error *err)
 {
 	_cleanup_(store_txn_freep) struct store_txn *txn = NULL;
 	_cleanup_(snap_info_free) struct snap_info info = { 0 };
@@ -1117,9 +1155,14 @@ int sn_commit(struct snapshotter *sn, const char *name, const char *key,
 	if (info.kind != SNAP_KIND_ACTIVE)
 		return fail(err, -EBUSY, "commit %s: it is a %s snapshot, not an active one", key,
 			    snap_kind_to_string(info.kind));
-	r = chain_ids(txn, key, &ids, &n);
+	if (parent && !*parent)
+		parent = NULL;
+	if (parent)
+		r = chain_onto(txn, parent, &ids, &n, err);
+	else if ((r = chain_ids(txn, key, &ids, &n)) < 0)
+		store_fail(err, txn, r, "commit", key);
 	if (r < 0)
-		return store_fail(err, txn, r, "commit", key);
+		return r;
 	store_txn_freep(&txn);
 
 	if (busy_claim(sn, info.id) < 0)
@@ -1152,7 +1195,7 @@ int sn_commit(struct snapshotter *sn, const char *name, const char *key,
 			return fail(err, r, "commit %s: cannot sync %s: %s", key, sn->layout.snapshots,
 				    strerror(-r));
 	}
-	r = commit_record(sn, name, key, labels, n_labels, size, inodes, err);
+	r = commit_record(sn, name, key, parent, labels, n_labels, size, inodes, err);
 	if (r < 0)
 		return r;
 	/* the extract directories, or the container's writable layer, have

@@ -53,6 +53,11 @@ int sn_mounts(struct snapshotter *sn, const char *key, struct sn_mounts *ret,
 	      struct el_error *err);
 int sn_commit(struct snapshotter *sn, const char *name, const char *key,
 	      const struct snap_label *labels, size_t n_labels, struct el_error *err);
+/* Commit onto parent (containerd 2.2's rebase: CommitSnapshotRequest.parent):
+ * the layer, prepared on any parent or none, becomes the top of parent's
+ * chain, whose fsmeta and VMDK are made now; NULL or "" is sn_commit. */
+int sn_commit_onto(struct snapshotter *sn, const char *name, const char *key, const char *parent,
+		   const struct snap_label *labels, size_t n_labels, struct el_error *err);
 int sn_remove(struct snapshotter *sn, const char *key, struct el_error *err);
 int sn_stat(struct snapshotter *sn, const char *key, struct snap_info *ret,
 	    struct el_error *err);

@@ -882,6 +882,55 @@ static void test_chain_2(void **state)
 	check_chain(f, layers, 2);
 }
 
+/* containerd 2.2's rebase: every layer prepared without parent (here in the
+ * reverse order, so each has a newer id than the layer it lands on), applied,
+ * then committed onto the layer below; the chains, their merges and the
+ * parent links are as a sequential unpack makes them, after a restart too. */
+static void test_commit_onto_parent(void **state)
+{
+	struct fx *f = *state;
+	const char *layers[] = { "default/2/sha256:r1", "default/2/sha256:r2",
+				 "default/2/sha256:r3" };
+	char *keys[3];
+	struct sn_mounts m = { 0 };
+
+	for (int i = 2; i >= 0; i--) {
+		keys[i] = extract_key(f, layers[i]);
+		MUST(sn_prepare(f->sn, SNAP_KIND_ACTIVE, keys[i], NULL, NULL, 0, &m, &err_));
+		sn_mounts_free(&m);
+		char *fs = sfile(f, keys[i], "fs");
+		fill_named_file(fs, (void *)layers[i] + strlen("default/2/sha256:"));
+		free(fs);
+	}
+	/* refusals first: nothing changes */
+	FAILS(-ENOENT, sn_commit_onto(f->sn, layers[1], keys[1], "default/2/sha256:none", NULL, 0,
+				      &err_));
+	FAILS(-EINVAL, sn_commit_onto(f->sn, layers[1], keys[1], keys[2], NULL, 0, &err_));
+	struct snap_info i = { 0 };
+	MUST(sn_stat(f->sn, keys[1], &i, &err_));
+	assert_int_equal(i.kind, SNAP_KIND_ACTIVE);
+	snap_info_free(&i);
+
+	MUST(sn_commit_onto(f->sn, layers[0], keys[0], "", NULL, 0, &err_));
+	MUST(sn_commit_onto(f->sn, layers[1], keys[1], layers[0], NULL, 0, &err_));
+	MUST(sn_commit_onto(f->sn, layers[2], keys[2], layers[1], NULL, 0, &err_));
+	for (int round = 0; round < 2; round++) {
+		for (int k = 0; k < 3; k++) {
+			MUST(sn_stat(f->sn, layers[k], &i, &err_));
+			assert_int_equal(i.kind, SNAP_KIND_COMMITTED);
+			assert_string_equal(i.parent ? i.parent : "", k ? layers[k - 1] : "");
+			snap_info_free(&i);
+		}
+		check_chain(f, layers, 3);
+		check_chain(f, layers, 2);
+		/* the layer below has a child now */
+		FAILS(-EBUSY, sn_remove(f->sn, layers[1], &err_));
+		reopen(f);
+	}
+	for (int k = 0; k < 3; k++)
+		free(keys[k]);
+}
+
 static void test_chain_3(void **state)
 {
 	struct fx *f = *state;
@@ -2878,6 +2927,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_commit_labels, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_chain_2, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_chain_3, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_commit_onto_parent, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_chain_unmergeable, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_commit_active, setup, teardown),
