@@ -6,6 +6,11 @@
  *
  *   diff-probe apply SOCKET NAMESPACE MEDIA_TYPE DIGEST SIZE MOUNTS_JSON [TIMEOUT_MS]
  *   diff-probe diff SOCKET NAMESPACE LEFT_JSON RIGHT_JSON MEDIA_TYPE REF [EPOCH] [LEASE]
+ *   diff-probe commit SOCKET NAMESPACE NAME KEY PARENT
+ *
+ * commit is Snapshots/Commit as containerd 2.2 sends it when it unpacks
+ * with the rebase capability (CommitSnapshotRequest.parent, field 5; no
+ * released ctr can send it).
  *
  * MOUNTS_JSON is what `ctr snapshots mounts` gives, reduced by the caller to
  * lines of "type<TAB>source<TAB>opt,opt,..." (one mount a line) so that no
@@ -149,6 +154,20 @@ int main(int argc, char **argv)
 		free_mounts(req.right, req.n_right);
 		if (resp)
 			protobuf_c_message_free_unpacked(&resp->base, NULL);
+	} else if (!strcmp(argv[1], "commit") && argc == 7) {
+		Containerd__Services__Snapshots__V1__CommitSnapshotRequest req =
+			CONTAINERD__SERVICES__SNAPSHOTS__V1__COMMIT_SNAPSHOT_REQUEST__INIT;
+		Google__Protobuf__Empty *resp = NULL;
+		req.snapshotter = "spin-erofs";
+		req.name = argv[4];
+		req.key = argv[5];
+		req.parent = argv[6];
+		r = rpc_client_unary(cli, SNAPSHOTS_COMMIT, md, 1, 0, &req.base,
+				     &google__protobuf__empty__descriptor, (ProtobufCMessage **)&resp,
+				     &st);
+		print_result(r, &st, NULL);
+		if (resp)
+			protobuf_c_message_free_unpacked(&resp->base, NULL);
 	} else {
 		goto usage;
 	}
@@ -157,6 +176,7 @@ int main(int argc, char **argv)
 	return 0;
 usage:
 	fprintf(stderr, "usage: diff-probe apply SOCKET NAMESPACE MEDIA_TYPE DIGEST SIZE MOUNTS [TIMEOUT_MS]\n"
-			"       diff-probe diff SOCKET NAMESPACE LEFT RIGHT MEDIA_TYPE REF [EPOCH] [LEASE]\n");
+			"       diff-probe diff SOCKET NAMESPACE LEFT RIGHT MEDIA_TYPE REF [EPOCH] [LEASE]\n"
+			"       diff-probe commit SOCKET NAMESPACE NAME KEY PARENT\n");
 	return 2;
 }

@@ -716,6 +716,80 @@ def t_compare_refusals(env):
     lab.ctr("leases", "rm", lease)
     check(not probs, "%d problems" % len(probs), probs)
 
+@case("rebase-2.2")
+def t_rebase(env):
+    """containerd 2.2's parallel unpack (the rebase capability), with our own
+    client following its protocol: every layer of an image prepared without
+    parent (the top first, so each has a newer id than the layer below it),
+    applied, then committed onto the layer below (CommitSnapshotRequest.parent,
+    field 5), on a daemon of its own that reads the blobs from the lab's
+    containerd. The chain's fsmeta.erofs is byte for byte the one a sequential
+    unpack made, the parents are linked, and a restart keeps them."""
+    lab = env.lab
+    info = env.imported("multi")  # its blobs in containerd's store, its chain unpacked in order
+    solo = ri.Solo(env, "rebase")
+    if os.path.exists(solo.dir):  # what an earlier run left (layers are immutable)
+        subprocess.run(["chattr", "-R", "-i", solo.dir], capture_output=True)
+        shutil.rmtree(solo.dir)
+    solo.start("--containerd-address", lab.sock)
+    probs = []
+    keys = []
+    n = len(info["layers"])
+    for i in reversed(range(n)):
+        keys.insert(0, "rb/%d/extract-%d %s" % (i, i, info["chain_ids"][i]))
+        m = ri.parse_mounts(solo.ctr("prepare", "--mounts", keys[0]).out)
+        l = info["layers"][i]
+        a = run([env.diff_probe, "apply", solo.sock, NS, l["mediaType"], l["digest"], str(l["size"]),
+                 mounts_for_probe(m)], timeout=300)
+        res = json.loads(a.out)
+        if res.get("code") != 0 or res.get("digest") != info["diff_ids"][i]:
+            probs.append("apply of layer %d: %s" % (i, res))
+    check(not probs, "%d problems" % len(probs), probs)
+    for i in range(n):
+        c = run([env.diff_probe, "commit", solo.sock, NS, info["chain_ids"][i], keys[i],
+                 info["chain_ids"][i - 1] if i else ""])
+        res = json.loads(c.out)
+        if res.get("code") != 0:
+            probs.append("commit of layer %d onto its parent: %s" % (i, res))
+    check(not probs, "%d problems" % len(probs), probs)
+    # a parent that does not exist, or is not committed: refused, nothing changes
+    solo.ctr("prepare", "rb/x/extract-x sha256:x")
+    for parent, code in (("sha256:none", ri.KIND_CODES["not found"]),
+                         ("rb/x/extract-x sha256:x", ri.KIND_CODES["invalid argument"])):
+        res = json.loads(run([env.diff_probe, "commit", solo.sock, NS, "rb-x", "rb/x/extract-x sha256:x",
+                              parent]).out)
+        if res.get("status") != code:
+            probs.append("commit onto %s: %s, expected %s" % (parent, res, code))
+    solo.ctr("rm", "rb/x/extract-x sha256:x")
+
+    def state():
+        out = []
+        for i, c in enumerate(info["chain_ids"]):
+            st = json.loads(solo.ctr("info", c).out)
+            if st.get("Parent", "") != (info["chain_ids"][i - 1] if i else "") or \
+                    str(st.get("Kind")).lower() != "committed":
+                out.append("%s: %s" % (c[:19], st))
+        return out
+    probs += state()
+    sdirs = ri.layer_dirs_of_chain(env, "multi")
+    theirs = os.path.join(sdirs[-1], "fsmeta.erofs")
+    view = ri.parse_mounts(solo.ctr("view", "--mounts", "rb-view", info["chain_ids"][-1]).out)
+    ours = view[0]["Source"] if view else ""
+    if not ours.endswith("/fsmeta.erofs") or len(view[0]["Options"]) != 2 + n:
+        probs.append("the rebased chain's view: %s" % view)
+    elif hashlib.sha256(open(ours, "rb").read()).digest() != hashlib.sha256(open(theirs, "rb").read()).digest():
+        probs.append("the rebased chain's fsmeta.erofs differs from the sequential unpack's")
+    solo.stop()
+    solo.start("--containerd-address", lab.sock)
+    probs += ["after a restart: " + p for p in state()]
+    solo.ctr("rm", "rb-view")
+    for c in reversed(info["chain_ids"]):
+        solo.ctr("rm", c)
+    solo.stop()
+    probs += ri.snapshot_dir_problems(solo.root)
+    check(not probs, "%d problems" % len(probs), probs)
+
+
 # ---- containerd 2.x: a registry, the configs users write -----------------------
 
 def registry(env):
