@@ -1172,6 +1172,33 @@ int store_reserve_id(struct store *store, uint64_t *ret_id)
 	return r;
 }
 
+/* The parents index entry pid ‖ id: made, or removed (one already missing
+ * is no error: removal reaches the state it wants either way). Failures
+ * poison the transaction. */
+static int link_put(struct store_txn *txn, uint64_t pid, uint64_t id)
+{
+	uint8_t pk[16];
+	MDB_val k = { 16, pk }, val = { 0, pk }; /* empty, but never a NULL pointer */
+	int rc;
+
+	put_be64(pk, pid);
+	put_be64(pk + 8, id);
+	rc = mdb_put(txn->t, txn->store->parents, &k, &val, 0);
+	return rc ? txn_poison(txn, txn_mdb_err(txn, rc, "writing parent link")) : 0;
+}
+
+static int link_del(struct store_txn *txn, uint64_t pid, uint64_t id)
+{
+	uint8_t pk[16];
+	MDB_val k = { 16, pk };
+	int rc;
+
+	put_be64(pk, pid);
+	put_be64(pk + 8, id);
+	rc = mdb_del(txn->t, txn->store->parents, &k, NULL);
+	return rc && rc != MDB_NOTFOUND ? txn_poison(txn, txn_mdb_err(txn, rc, "deleting parent link")) : 0;
+}
+
 static int create(struct store_txn *txn, uint64_t reserved, const char *key, enum snap_kind kind,
 		  const char *parent, const struct snap_label *labels, size_t n_labels,
 		  struct snap_info *ret_info)
@@ -1261,7 +1288,7 @@ static int create(struct store_txn *txn, uint64_t reserved, const char *key, enu
 
 	/* writes: from here on a failure poisons the transaction */
 	{
-		uint8_t idk[8], pk[16];
+		uint8_t idk[8];
 		MDB_val k = { 8, idk }, val = { ke.len, ke.b };
 
 		r = snap_put(txn, &ke, &v, MDB_NOOVERWRITE);
@@ -1277,13 +1304,9 @@ static int create(struct store_txn *txn, uint64_t reserved, const char *key, enu
 		if (rc)
 			return txn_poison(txn, txn_mdb_err(txn, rc, "writing id index"));
 		if (parent) {
-			put_be64(pk, pinfo.id);
-			put_be64(pk + 8, id);
-			k = (MDB_val){ 16, pk };
-			val = (MDB_val){ 0, pk }; /* empty, but never a NULL pointer */
-			rc = mdb_put(txn->t, s->parents, &k, &val, 0);
-			if (rc)
-				return txn_poison(txn, txn_mdb_err(txn, rc, "writing parent link"));
+			r = link_put(txn, pinfo.id, id);
+			if (r < 0)
+				return r;
 		}
 		/* reserved ids may commit out of order */
 		if (id + 1 > next) {
@@ -1493,23 +1516,11 @@ int store_commit(struct store_txn *txn, const char *key, const char *name, const
 
 	/* the parent link is by id: it stays as it is, unless rebased */
 	if (pinfo.id && pinfo.id != cur.parent_id) {
-		uint8_t pk[16];
-
-		if (cur.parent_id) {
-			put_be64(pk, cur.parent_id);
-			put_be64(pk + 8, cur.id);
-			k = (MDB_val){ 16, pk };
-			rc = mdb_del(txn->t, txn->store->parents, &k, NULL);
-			if (rc && rc != MDB_NOTFOUND)
-				return txn_poison(txn, txn_mdb_err(txn, rc, "deleting parent link"));
-		}
-		put_be64(pk, pinfo.id);
-		put_be64(pk + 8, cur.id);
-		k = (MDB_val){ 16, pk };
-		val = (MDB_val){ 0, pk }; /* empty, but never a NULL pointer */
-		rc = mdb_put(txn->t, txn->store->parents, &k, &val, 0);
-		if (rc)
-			return txn_poison(txn, txn_mdb_err(txn, rc, "writing parent link"));
+		r = cur.parent_id ? link_del(txn, cur.parent_id, cur.id) : 0;
+		if (r == 0)
+			r = link_put(txn, pinfo.id, cur.id);
+		if (r < 0)
+			return r;
 	}
 	k = (MDB_val){ ke_old.len, ke_old.b };
 	rc = mdb_del(txn->t, txn->store->snaps, &k, NULL);
@@ -1556,12 +1567,9 @@ int store_remove(struct store_txn *txn, const char *key, uint64_t *ret_id, enum 
 	/* Index entries already missing are not an error: removal reaches
 	 * the state it wants either way. */
 	if (cur.parent_id) {
-		put_be64(pk, cur.parent_id);
-		put_be64(pk + 8, cur.id);
-		k = (MDB_val){ 16, pk };
-		rc = mdb_del(txn->t, txn->store->parents, &k, NULL);
-		if (rc && rc != MDB_NOTFOUND)
-			return txn_poison(txn, txn_mdb_err(txn, rc, "deleting parent link"));
+		r = link_del(txn, cur.parent_id, cur.id);
+		if (r < 0)
+			return r;
 	}
 	put_be64(pk, cur.id);
 	k = (MDB_val){ 8, pk };
