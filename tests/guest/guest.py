@@ -7,6 +7,7 @@ Python 3.11 standard library only. As a module:
 
     import guest
     k = guest.kernel("bookworm-backports")          # fetched once, then cached
+    k7 = guest.kernel(guest.SID_SUITE)              # Debian sid's 7.x ("sid")
     r = guest.run(mounts, ["/bin/sh", "-c", "cat /etc/os-release"], kern=k)
     r.output, r.status, r.boot_time, r.total_time, r.console
 
@@ -15,6 +16,8 @@ As a command (prints the command's output, exits with its status):
     guest.py run --mounts FILE|- [--suite S] [--erofs-mode vmdk|devices|concat] [-v] -- CMD...
     guest.py plan --mounts FILE|-       (the disks and the guest job, no boot)
     guest.py kernel [--suite S]         (fetch/resolve; prints version and paths)
+                                        S: bookworm-backports (6.12, the default),
+                                        bookworm (6.1) or sid (7.x)
     guest.py initramfs [--suite S]      (build the cached base initramfs; prints its path)
 
 Mount translation (mounts are JSON lists of {type, source, options} with any
@@ -71,7 +74,12 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 DEFAULT_CACHE = os.environ.get("SPIN_GUEST_CACHE", "/var/tmp/spin-guest")
-DEFAULT_SUITE = "bookworm-backports"
+DEFAULT_SUITE = "bookworm-backports"   # Linux 6.12
+BOOKWORM_SUITE = "bookworm"            # Linux 6.1: no single-disk (VMDK) erofs mount
+SID_SUITE = "sid"                      # Linux 7.x, split into linux-binary/-modules/-base
+# The suites the tests use and the kernel each gives (any other Debian suite
+# with a linux-image-amd64 works too)
+SUITES = {DEFAULT_SUITE: "6.12", BOOKWORM_SUITE: "6.1", SID_SUITE: "7.x"}
 FETCH_DEBS = os.environ.get("SPIN_FETCH_DEBS", os.path.join(REPO, "scripts", "fetch-debs.sh"))
 INIT_SH = os.path.join(HERE, "init.sh")
 BUSYBOX = "/bin/busybox"
@@ -81,7 +89,10 @@ QEMU = "qemu-system-x86_64"
 # dependencies come from modules.dep. crc32c_generic is the softdep
 # ("crypto-crc32c") of libcrc32c (erofs) and ext4: without a userspace
 # modprobe the kernel cannot load it on demand, so it is loaded first.
-# Built-in ones (virtio_pci is built into Debian's 6.12) are skipped.
+# Built-in ones (virtio_pci is built into Debian's 6.12 and 7.x) are skipped.
+# From 6.15 on there is no crc32c_generic (the crypto API wrapper became
+# crc32c-cryptoapi) and no libcrc32c: erofs, ext4 and jbd2 call the crc32c
+# library, built in, so Debian's 7.x needs none of it.
 WANTED_MODULES = ["crc32c_generic", "virtio_pci", "virtio_blk", "erofs", "ext4", "overlay"]
 OPTIONAL_MODULES = {"crc32c_generic"}
 
@@ -106,6 +117,11 @@ class GuestError(Exception):
 
 class GuestTimeout(GuestError):
     pass
+
+
+class GuestFetchError(GuestError):
+    """A kernel package could not be downloaded from the Debian mirror (as
+    opposed to one that was fetched but is not usable)."""
 
 
 def console_tail(console, lines=25):
@@ -157,29 +173,65 @@ class Kernel:
     suite: str
     package: str          # e.g. linux-image-6.12.95+deb12-amd64
     version: str          # e.g. 6.12.95+deb12-amd64 (the modules directory)
-    root: str             # the unpacked package
-    vmlinuz: str
+    root: str             # the unpacked package (sid: with its split parts)
+    vmlinuz: str          # boot/vmlinuz-V, or usr/lib/modules/V/vmlinuz (sid)
 
     image: str = ""       # what -kernel gets: the PVH vmlinux when there is one
+    modroot: str = "lib/modules"  # relative to root; usr/lib/modules for sid's 7.x
 
     @property
     def moddir(self):
-        return os.path.join(self.root, "lib", "modules", self.version)
+        return os.path.join(self.root, self.modroot, self.version)
+
+
+# Where Debian's kernel packages put the modules: lib/modules/V up to Debian
+# 13 (with boot/vmlinuz-V and boot/config-V); usr/lib/modules/V in sid's split
+# 7.x packages, which also hold vmlinuz, config and System.map there, no /boot.
+MODULE_ROOTS = ("lib/modules", "usr/lib/modules")
+# sid's linux-image-V is empty; it Depends on these, V being the same
+SPLIT_PARTS = ("linux-binary-", "linux-modules-", "linux-base-")
+
+
+def _kernel_tree(root, package):
+    """(version, modroot, vmlinuz) of the kernel unpacked at ROOT, in either
+    layout (MODULE_ROOTS)."""
+    found = []
+    for rel in MODULE_ROOTS:
+        d = os.path.join(root, rel)
+        if os.path.isdir(d):
+            found += [(v, rel) for v in sorted(os.listdir(d))]
+    if len(found) != 1:
+        raise GuestError("%s: expected one modules directory under %s, found %s"
+                         % (root, " or ".join(MODULE_ROOTS), [r + "/" + v for v, r in found]))
+    version, rel = found[0]
+    for vmlinuz in (os.path.join(root, "boot", "vmlinuz-" + version),
+                    os.path.join(root, rel, version, "vmlinuz")):
+        if os.path.exists(vmlinuz):
+            return version, rel, vmlinuz
+    raise GuestError("%s has neither boot/vmlinuz-%s nor %s/%s/vmlinuz"
+                     % (package, version, rel, version))
 
 
 def _pvh_vmlinux(root, version, vmlinuz, verbose):
     """The uncompressed ELF kernel inside VMLINUZ, when the kernel has a PVH
     entry (CONFIG_PVH): QEMU then enters it directly, skipping the real-mode
     setup and the decompression (about 1 s of CPU under TCG). None when it
-    cannot be had; the bzImage is used then."""
-    out = os.path.join(root, "boot", "vmlinux-%s.pvh" % version)
+    cannot be had; the bzImage is used then. The vmlinux goes beside
+    VMLINUZ: boot/vmlinux-V.pvh, or usr/lib/modules/V/vmlinux.pvh (sid)."""
+    kdir, kname = os.path.split(vmlinuz)
+    out = os.path.join(kdir, kname.replace("vmlinuz", "vmlinux", 1) + ".pvh")
     if os.path.exists(out):
         return out
-    try:
-        with open(os.path.join(root, "boot", "config-" + version)) as f:
-            if "CONFIG_PVH=y\n" not in f.read():
-                return None
-    except OSError:
+    # boot/config-V, or config beside vmlinuz (usr/lib/modules/V/config)
+    for config in (os.path.join(root, "boot", "config-" + version), os.path.join(kdir, "config")):
+        try:
+            with open(config) as f:
+                if "CONFIG_PVH=y\n" not in f.read():
+                    return None
+            break
+        except OSError:
+            continue
+    else:
         return None
     with open(vmlinuz, "rb") as f:
         bz = f.read()
@@ -230,13 +282,14 @@ def _fetch_debs(suite, dest, packages, verbose):
                 with open(lp, "rb") as f:
                     why += [ln.strip() for ln in f.read().decode("utf-8", "replace").splitlines()
                             if ln.startswith(("E:", "W: Failed", "Err:"))][:3]
-        raise GuestError("cannot fetch %s from Debian %s (is the Debian mirror reachable?): %s"
+        raise GuestFetchError("cannot fetch %s from Debian %s (is the Debian mirror reachable?): %s"
                          % (" ".join(packages), suite, " / ".join(why) or "fetch-debs failed"))
 
 
 def _resolve_meta(suite, cache, verbose):
     """The real package behind the linux-image-amd64 meta package of SUITE:
-    its .deb's Depends field names it (linux-image-6.12.95+deb12-amd64)."""
+    its .deb's Depends field names it (linux-image-6.12.95+deb12-amd64; in
+    sid linux-image-7.2.13+deb14-amd64, beside linux-base-amd64)."""
     dest = os.path.join(cache, "meta-" + suite)
     _fetch_debs(suite, dest, ["linux-image-amd64"], verbose)
     debdir = os.path.join(dest + ".apt", "debs")
@@ -255,27 +308,102 @@ def _resolve_meta(suite, cache, verbose):
     raise GuestError("no kernel package in the Depends of %s: %r" % (debs[0], p.stdout.decode()))
 
 
-def _depmod(root, version, verbose):
+def _apt_depends(apt, package):
+    """The package names in PACKAGE's Depends (alternatives included), from
+    the lists of the private apt configuration fetch-debs keeps in APT
+    (DEST.apt/, the same options as scripts/fetch-debs.sh); None when that
+    configuration does not know PACKAGE."""
+    opts = []
+    for k, v in (("Dir::Etc::SourceList", "/dev/null"),
+                 ("Dir::Etc::SourceParts", apt + "/etc/sources.list.d"),
+                 ("Dir::Etc::Preferences", "/dev/null"),
+                 ("Dir::Etc::PreferencesParts", apt + "/etc/preferences.d"),
+                 ("Dir::State", apt + "/state"), ("Dir::State::Lists", apt + "/state/lists"),
+                 ("Dir::State::status", apt + "/state/status"), ("Dir::Cache", apt + "/cache"),
+                 ("APT::Architecture", "amd64"), ("APT::Architectures::", "amd64")):
+        opts += ["-o", "%s=%s" % (k, v)]
+    p = subprocess.run(["apt-cache"] + opts + ["show", "--no-all-versions", package],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    if p.returncode != 0:
+        return None
+    for line in p.stdout.decode("utf-8", "replace").splitlines():
+        if line.startswith("Depends:"):
+            return [alt.strip().split(" ")[0] for dep in line[len("Depends:"):].split(",")
+                    for alt in dep.split("|") if alt.strip()]
+    return []
+
+
+def _kernel_parts(suite, kdir, package, verbose):
+    """The packages to unpack together for PACKAGE: itself, and when it is
+    Debian sid's empty linux-image-V (7.x), the linux-binary-V (vmlinuz),
+    linux-modules-V and linux-base-V (config, System.map, modules.builtin)
+    it Depends on. Up to Debian 13 linux-image-V holds everything. The
+    Depends come from the private apt lists of the suite's meta package
+    fetch (CACHE/kernels/meta-SUITE.apt), fetched first when there are none
+    and refreshed once when they do not know PACKAGE; if even then they do
+    not, PACKAGE alone (fetch-debs will say what is wrong)."""
+    if not package.startswith("linux-image-"):
+        return [package]
+    flavour = package[len("linux-image-"):]
+    meta = os.path.join(kdir, "meta-" + suite)
+    lists = os.path.join(meta + ".apt", "state", "lists")
+    depends = None
+    for attempt in range(2):
+        if attempt or not (os.path.isdir(lists) and
+                           any("_Packages" in n for n in os.listdir(lists))):
+            if attempt:  # make fetch-debs update the lists again
+                try:
+                    os.unlink(os.path.join(meta, "PACKAGES.wanted"))
+                except FileNotFoundError:
+                    pass
+            _fetch_debs(suite, meta, ["linux-image-amd64"], verbose)
+        depends = _apt_depends(meta + ".apt", package)
+        if depends is not None:
+            break
+        log(verbose, "the %s lists in %s.apt do not know %s" % (suite, meta, package))
+    parts = [n for n in depends or [] if any(n == part + flavour for part in SPLIT_PARTS)]
+    if parts:
+        log(verbose, "%s is split into %s" % (package, " ".join(parts)))
+    return [package] + parts
+
+
+def _depmod(root, version, verbose, modroot="lib/modules"):
     """Debian generates modules.dep in the postinst; we were never installed,
-    so run the host's depmod on the unpacked tree (it reads .ko.xz)."""
-    moddir = os.path.join(root, "lib", "modules", version)
+    so run the host's depmod on the unpacked tree (it reads .ko.xz). Debian
+    12's depmod (kmod 30) has no --moduledir and looks in BASE/lib/modules
+    (later kmods may look in BASE/usr/lib/modules), so it gets a scratch
+    BASE whose lib/modules and usr/lib/modules both lead to ROOT/MODROOT."""
+    moddir = os.path.join(root, modroot, version)
     if os.path.exists(os.path.join(moddir, "modules.dep")):
         return
     depmod = shutil.which("depmod") or next(
         (p for p in ("/usr/sbin/depmod", "/sbin/depmod") if os.path.exists(p)), None)
     if not depmod:
         raise GuestError("depmod (package kmod) is needed to resolve the guest kernel's modules")
-    log(verbose, "depmod -b %s %s" % (root, version))
-    p = subprocess.run([depmod, "-b", root, version], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    base = tempfile.mkdtemp(prefix=".depmod-", dir=os.path.dirname(os.path.abspath(root)))
+    try:
+        for rel in MODULE_ROOTS:
+            os.makedirs(os.path.join(base, os.path.dirname(rel)), exist_ok=True)
+            os.symlink(os.path.join(os.path.abspath(root), modroot), os.path.join(base, rel))
+        log(verbose, "depmod -b %s %s (%s)" % (base, version, moddir))
+        p = subprocess.run([depmod, "-b", base, version], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
     if p.returncode != 0 or not os.path.exists(os.path.join(moddir, "modules.dep")):
-        raise GuestError("depmod -b %s %s failed: %s" % (root, version, p.stderr.decode().strip()))
+        raise GuestError("depmod for %s failed: %s" % (moddir, p.stderr.decode().strip()))
 
 
 def kernel(suite=DEFAULT_SUITE, cache_dir=DEFAULT_CACHE, package=None, pvh=True, verbose=False):
-    """The kernel of Debian SUITE (bookworm-backports: 6.12; bookworm: 6.1),
-    fetched and unpacked under CACHE_DIR/kernels on first use; later calls do
-    not touch the network. PACKAGE pins a linux-image-* package instead of the
-    suite's linux-image-amd64. PVH: boot the unpacked vmlinux when possible."""
+    """The kernel of Debian SUITE (bookworm-backports: 6.12; bookworm: 6.1;
+    sid: 7.x, see SUITES), fetched and unpacked under CACHE_DIR/kernels on
+    first use; later calls do not touch the network (CACHE_DIR/kernels/
+    resolved-SUITE pins the package: delete it to move to a newer kernel).
+    PACKAGE pins a linux-image-* package instead of the suite's
+    linux-image-amd64. A split kernel (sid's linux-image-V with its
+    linux-binary-V, linux-modules-V and linux-base-V, modules under
+    usr/lib/modules) is unpacked into one tree. PVH: boot the unpacked
+    vmlinux when possible."""
     kdir = os.path.join(cache_dir, "kernels")
     os.makedirs(kdir, exist_ok=True)
     with _Lock(os.path.join(kdir, ".lock")):
@@ -287,26 +415,20 @@ def kernel(suite=DEFAULT_SUITE, cache_dir=DEFAULT_CACHE, package=None, pvh=True,
             if package is None:
                 package = _resolve_meta(suite, kdir, verbose)
                 log(verbose, "%s's linux-image-amd64 is %s" % (suite, package))
-            _fetch_debs(suite, os.path.join(kdir, package), [package], verbose)
-            # the unpacked tree is what we use; the .deb is ~100 MB of duplicate
+            parts = _kernel_parts(suite, kdir, package, verbose)
+            _fetch_debs(suite, os.path.join(kdir, package), parts, verbose)
+            # the unpacked tree is what we use; the .debs are ~100 MB of duplicate
             debs = os.path.join(kdir, package + ".apt", "debs")
             for d in os.listdir(debs) if os.path.isdir(debs) else []:
                 if d.endswith(".deb"):
                     os.unlink(os.path.join(debs, d))
         root = os.path.join(kdir, package)
-        mods = os.path.join(root, "lib", "modules")
-        versions = sorted(os.listdir(mods)) if os.path.isdir(mods) else []
-        if len(versions) != 1:
-            raise GuestError("%s: expected one modules directory, found %s" % (mods, versions))
-        version = versions[0]
-        vmlinuz = os.path.join(root, "boot", "vmlinuz-" + version)
-        if not os.path.exists(vmlinuz):
-            raise GuestError("%s has no boot/vmlinuz-%s" % (package, version))
-        _depmod(root, version, verbose)
+        version, modroot, vmlinuz = _kernel_tree(root, package)
+        _depmod(root, version, verbose, modroot)
         if not os.path.exists(resolved):
             _write_atomic(resolved, (package + "\n").encode())
         image = (_pvh_vmlinux(root, version, vmlinuz, verbose) if pvh else None) or vmlinuz
-        return Kernel(suite, package, version, root, vmlinuz, image)
+        return Kernel(suite, package, version, root, vmlinuz, image, modroot)
 
 
 # ---------------------------------------------------------------------------
@@ -768,7 +890,8 @@ def main(args=None):
     def common(sp):
         sp.add_argument("--cache", default=DEFAULT_CACHE, help="cache directory (%(default)s)")
         sp.add_argument("--suite", default=DEFAULT_SUITE,
-                        help="Debian suite of the kernel: bookworm-backports (6.12) or bookworm (6.1)")
+                        help="Debian suite of the kernel: %s (default %%(default)s)"
+                        % ", ".join("%s (%s)" % kv for kv in SUITES.items()))
         sp.add_argument("--package", help="a linux-image-* package instead of the suite's default")
         sp.add_argument("--no-pvh", action="store_true", help="boot the bzImage, not the PVH vmlinux")
         sp.add_argument("-v", "--verbose", action="store_true", help="show the console and steps")

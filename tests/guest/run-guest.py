@@ -2,8 +2,9 @@
 # SPDX-License-Identifier: Apache-2.0
 """Guest tests: the mounts our snapshotter returns (DESIGN §5), made here
 without containerd or the daemon, booted by tests/guest/guest.py in QEMU (TCG)
-with Debian's 6.12 (bookworm-backports) kernel, and Debian 12's 6.1 for the
---flat form; the guest prints the merged view and writes to the ext4 layer,
+with Debian's 6.12 (bookworm-backports) kernel, Debian 12's 6.1 for the
+--flat form, and Debian sid's 7.x for the main shapes again (the *-sid
+cases); the guest prints the merged view and writes to the ext4 layer,
 which is then read on the host with debugfs (never mounted).
 
     run-guest.py --erofs-layer PATH --workdir DIR [--cache DIR] [--only GLOB]... [--keep] [-v]
@@ -12,7 +13,9 @@ Prints `ok NAME`, `FAIL NAME: reason` or `skip NAME: reason` per case, a
 `#   boot ... total ...` line per boot, then `N passed, M failed[, K skipped]`.
 Exit 0 all passed, 1 some failed, 77 only when qemu-system-x86_64 is missing.
 A kernel that cannot be fetched (no mirror) is a failure, not a skip; only the
-6.1 kernel may be skipped, when the 6.12 one could be fetched.
+6.1 and 7.x (sid) kernels may be skipped, when their download failed and the
+6.12 one could be fetched. A kernel that was fetched but cannot be used (a
+package layout the resolver does not know) is a failure.
 """
 
 import argparse
@@ -166,8 +169,13 @@ class Env:
         k = self._kernels[suite]
         if isinstance(k, guest.GuestError):
             msg = "cannot get the %s kernel: %s" % (suite, str(k).splitlines()[0])
-            other = self._kernels.get(guest.DEFAULT_SUITE)
-            if suite != guest.DEFAULT_SUITE and isinstance(other, guest.Kernel):
+            if suite != guest.DEFAULT_SUITE and isinstance(k, guest.GuestFetchError):
+                # a mirror that serves 6.12 but not this suite (sid moves):
+                # visible skip; fetched but unusable stays a failure
+                try:
+                    self.kernel(guest.DEFAULT_SUITE)
+                except CaseFailed:
+                    raise CaseFailed(msg) from None
                 raise CaseSkipped(msg)
             raise CaseFailed(msg)
         return k
@@ -323,29 +331,32 @@ def case_translate(env):
     check("run /bin/sh -c 'echo '\"'\"'a b'\"'\"' \"$x\"\n;'\n" in job, "job quoting: %r" % job)
 
 
-def case_active_vmdk(env):
+def case_active_vmdk(env, name="active-vmdk", suite=guest.DEFAULT_SUITE):
     """Active with parents as DESIGN §5 returns it: merged.vmdk as one
     read-only disk, rwlayer.img writable; merged view, a write, a delete."""
+    k = env.kernel(suite)
     layers, fsmeta, _ = env.stack()
-    rw = env.rwlayer("active-vmdk")
-    r = env.boot("active-vmdk", mounts_active(layers, fsmeta, rw),
-                 ["/bin/sh", "-c", VIEW_SCRIPT + WRITE_SCRIPT])
-    expect_run(r, VIEW_EXPECTED + WRITE_EXPECTED, 7, "active-vmdk")
+    rw = env.rwlayer(name)
+    r = env.boot(name, mounts_active(layers, fsmeta, rw),
+                 ["/bin/sh", "-c", VIEW_SCRIPT + WRITE_SCRIPT], suite=k.suite)
+    expect_run(r, VIEW_EXPECTED + WRITE_EXPECTED, 7, name)
     check_upper(rw)
 
 
-def case_view_single_cli(env):
+def case_view_single_cli(env, name="view-single-cli", suite=guest.DEFAULT_SUITE):
     """A one-layer View as `ctr snapshots mounts` prints it, through the
     CLI: a raw read-only disk, no writable one; raw output bytes."""
+    env.kernel(suite)  # fetched (or skipped) here, not inside the CLI's timing
     layers, _, _ = env.stack()
-    mf = os.path.join(env.workdir, "view-single.mounts")
+    mf = os.path.join(env.workdir, name + ".mounts")
     with open(mf, "w") as f:
         f.write("mount -t erofs %s /target -o ro,loop\n" % layers[0])
     script = ("cat /etc/changed; (echo x > /etc/x) 2>/dev/null && echo wrote || echo read-only; "
               "printf 'a\\tb\\r\\nno newline'; exit 3")
     t = time.monotonic()
     p = subprocess.run([sys.executable, os.path.join(HERE, "guest.py"), "run", "--times",
-                        "--cache", env.cache, "--mounts", mf, "--", "/bin/sh", "-c", script],
+                        "--cache", env.cache, "--suite", suite, "--mounts", mf,
+                        "--", "/bin/sh", "-c", script],
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=300)
     err = p.stderr.decode("utf-8", "replace")
     check(p.returncode == 3, "CLI exit %d, expected 3: %s" % (p.returncode, err[-800:]))
@@ -353,22 +364,24 @@ def case_view_single_cli(env):
     check(p.stdout == want, "CLI output %r, expected %r" % (p.stdout, want))
     line = [ln for ln in err.splitlines() if ln.startswith("guest: boot ")]
     check(line, "no timing line from --times: %s" % err[-400:])
-    print("#   view-single-cli: %s (wall %.2f s with python)" % (line[0][len("guest: "):],
-                                                              time.monotonic() - t))
+    print("#   %s: %s (wall %.2f s with python)" % (name, line[0][len("guest: "):],
+                                                 time.monotonic() - t))
     w = line[0].split()
-    BOOTS.append(("view-single-cli", "6.12 (CLI)", float(w[2]), float(w[5]), float("nan")))
+    BOOTS.append((name, "%s (CLI)" % guest.SUITES.get(suite, suite), float(w[2]), float(w[5]),
+                  float("nan")))
 
 
-def case_active_fallback(env):
+def case_active_fallback(env, name="active-fallback", suite=guest.DEFAULT_SUITE):
     """The per-layer fallback (one erofs mount per layer, oldest first) plus
     the ext4: one raw disk each, stacked by the guest's overlayfs, which
     reads the layers' own whiteouts and opaque xattrs."""
+    k = env.kernel(suite)
     layers, _, _ = env.stack()
-    rw = env.rwlayer("active-fallback")
+    rw = env.rwlayer(name)
     mounts = [{"type": "erofs", "source": x, "options": ["ro", "loop"]} for x in layers]
     mounts.append({"type": "ext4", "source": rw, "options": ["rw", "loop"]})
-    r = env.boot("active-fallback", mounts, ["/bin/sh", "-c", VIEW_SCRIPT + WRITE_SCRIPT])
-    expect_run(r, VIEW_EXPECTED + WRITE_EXPECTED, 7, "active-fallback")
+    r = env.boot(name, mounts, ["/bin/sh", "-c", VIEW_SCRIPT + WRITE_SCRIPT], suite=k.suite)
+    expect_run(r, VIEW_EXPECTED + WRITE_EXPECTED, 7, name)
     check_upper(rw)
 
 
@@ -404,29 +417,29 @@ def case_active_no_parents(env):
           .stdout.decode(), "upper/etc/deleteme is still there")
 
 
-def case_flat_61(env):
+def case_flat_61(env, name="flat-6.1", suite=guest.BOOKWORM_SUITE):
     """Debian 12's 6.1 kernel: `erofs-layer merge --flat` fsmeta with the
     layers concatenated as one raw disk, plus the ext4."""
-    k = env.kernel("bookworm")  # skip (visibly) only if 6.12 worked and 6.1 cannot be had
+    k = env.kernel(suite)  # skip (visibly) only if 6.12 worked and this one cannot be fetched
     layers, _, _ = env.stack()
-    d = os.path.join(env.workdir, "flat-6.1")
+    d = os.path.join(env.workdir, name)
     os.makedirs(d, exist_ok=True)
     flat = os.path.join(d, "fsmeta-flat.erofs")
     sh([env.el, "merge", "--flat", "-o", flat] + layers)
     disk = os.path.join(d, "flat.img")
     guest._concat([flat] + layers, disk)
-    rw = env.rwlayer("flat-6.1")
-    r = env.boot("flat-6.1", [{"type": "erofs", "source": disk, "options": ["ro", "loop"]},
-                              {"type": "ext4", "source": rw, "options": ["rw", "loop"]}],
+    rw = env.rwlayer(name)
+    r = env.boot(name, [{"type": "erofs", "source": disk, "options": ["ro", "loop"]},
+                        {"type": "ext4", "source": rw, "options": ["rw", "loop"]}],
                  ["/bin/sh", "-c", VIEW_SCRIPT + WRITE_SCRIPT], suite=k.suite)
-    expect_run(r, VIEW_EXPECTED + WRITE_EXPECTED, 7, "flat-6.1")
+    expect_run(r, VIEW_EXPECTED + WRITE_EXPECTED, 7, name)
     check_upper(rw)
 
 
 def case_vmdk_61_refused(env):
     """DESIGN §7: 6.1 cannot mount the device-table fsmeta as one disk; the
     harness reports the guest's mount failure as an error, with the console."""
-    k = env.kernel("bookworm")
+    k = env.kernel(guest.BOOKWORM_SUITE)
     layers, fsmeta, _ = env.stack()
     mounts = [{"type": "erofs", "source": fsmeta,
                "options": ["ro", "loop"] + ["device=" + p for p in layers]}]
@@ -440,6 +453,45 @@ def case_vmdk_61_refused(env):
                                                        time.monotonic() - t))
         return
     raise CaseFailed("6.1 mounted the device-table fsmeta as one disk")
+
+
+def case_active_vmdk_sid(env):
+    """active-vmdk with Debian sid's 7.x kernel (split into linux-binary,
+    linux-modules and linux-base packages): merged.vmdk (device-table
+    fsmeta) as one disk plus the written rwlayer.img, checked on the host."""
+    case_active_vmdk(env, "active-vmdk-sid", guest.SID_SUITE)
+
+
+def case_active_devices_sid(env):
+    """7.x (sid), --erofs-mode devices: fsmeta and each layer as separate
+    disks mounted with device=/dev/vdX, plus the writable ext4 (the 6.12
+    case view-devices has no writable layer)."""
+    k = env.kernel(guest.SID_SUITE)
+    layers, fsmeta, _ = env.stack()
+    rw = env.rwlayer("active-devices-sid")
+    r = env.boot("active-devices-sid", mounts_active(layers, fsmeta, rw),
+                 ["/bin/sh", "-c", VIEW_SCRIPT + WRITE_SCRIPT], suite=k.suite,
+                 erofs_mode="devices")
+    expect_run(r, VIEW_EXPECTED + WRITE_EXPECTED, 7, "active-devices-sid")
+    check_upper(rw)
+
+
+def case_view_single_cli_sid(env):
+    """view-single-cli with `guest.py run --suite sid`: a one-layer View on
+    7.x, the command run in the read-only erofs mount itself (no overlay)."""
+    case_view_single_cli(env, "view-single-cli-sid", guest.SID_SUITE)
+
+
+def case_flat_sid(env):
+    """flat-6.1's form (`merge --flat`, one raw disk without a device
+    table) on 7.x (sid): still mounted by later kernels."""
+    case_flat_61(env, "flat-sid", guest.SID_SUITE)
+
+
+def case_active_fallback_sid(env):
+    """active-fallback with 7.x (sid): 7.x's overlayfs stacks the per-layer
+    erofs disks (their whiteouts, opaque and origin xattrs) over the ext4."""
+    case_active_fallback(env, "active-fallback-sid", guest.SID_SUITE)
 
 
 def case_timeout(env):
@@ -470,6 +522,11 @@ CASES = [
     ("active-no-parents", case_active_no_parents),
     ("flat-6.1", case_flat_61),
     ("vmdk-6.1-refused", case_vmdk_61_refused),
+    ("active-vmdk-sid", case_active_vmdk_sid),
+    ("active-devices-sid", case_active_devices_sid),
+    ("active-fallback-sid", case_active_fallback_sid),
+    ("view-single-cli-sid", case_view_single_cli_sid),
+    ("flat-sid", case_flat_sid),
     ("timeout", case_timeout),
 ]
 
@@ -528,7 +585,7 @@ def main():
     if BOOTS:
         print("# boot times (QEMU start to the command's begin marker) and totals (to QEMU's exit):")
         for case, ver, b, tot, cpu in BOOTS:
-            print("#   %-18s %-24s boot %5.2f s  total %5.2f s" % (case, ver, b, tot))
+            print("#   %-20s %-24s boot %5.2f s  total %5.2f s" % (case, ver, b, tot))
     if not args.keep:
         shutil.rmtree(args.workdir, ignore_errors=True)
     print("%d passed, %d failed%s" % (passed, failed, ", %d skipped" % skipped if skipped else ""))
