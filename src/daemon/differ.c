@@ -16,6 +16,7 @@
 #include "erofs-layer/ext4.h"
 #include "erofs-layer/image.h"
 #include "erofs-layer/upper-tar.h"
+#include "ext4.h"
 #include "layout.h"
 #include "shared/io.h"
 #include "shared/macro.h"
@@ -477,6 +478,12 @@ int differ_compare(const char *image, const char *media_type, bool has_epoch, in
 	if (differ_compression(media_type, &topts.compression) < 0)
 		return el_error_set(err, -EOPNOTSUPP, "descriptor", EL_NO_OFFSET,
 				    "unsupported layer media type %s for a diff", media_type);
+	char dev[64];
+	r = ext4_image_loop_device(image, dev, sizeof(dev));
+	if (r > 0)
+		return el_error_set(err, -EBUSY, image, EL_NO_OFFSET,
+				    "in use: attached to /dev/%s on this host; a writable layer is "
+				    "diffed once its guest is stopped and the image released", dev);
 	r = el_ext4_fsck(image, err);
 	if (r < 0)
 		return r;

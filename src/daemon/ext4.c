@@ -2,7 +2,9 @@
 #include "ext4.h"
 
 #include <errno.h>
+#include <dirent.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <spawn.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -84,6 +86,42 @@ out:
 	rmdir(work);
 	rmdir(tmpl);
 	return r;
+}
+
+int ext4_image_loop_device(const char *path, char *dev, size_t dev_size)
+{
+	struct stat img, st;
+	struct dirent *de;
+	int found = 0;
+	DIR *d;
+
+	if (stat(path, &img) < 0)
+		return -errno;
+	d = opendir("/sys/block");
+	if (!d)
+		return errno == ENOENT ? 0 : -errno;
+	while (!found && (de = readdir(d))) {
+		char attr[300], back[PATH_MAX + 16];
+		if (strncmp(de->d_name, "loop", 4) != 0)
+			continue;
+		snprintf(attr, sizeof(attr), "/sys/block/%s/loop/backing_file", de->d_name);
+		int fd = open(attr, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue; /* not attached */
+		ssize_t n = read(fd, back, sizeof(back) - 1);
+		close(fd);
+		if (n <= 0)
+			continue;
+		back[n] = 0;
+		back[strcspn(back, "\n")] = 0;
+		/* the same inode, whatever path it was attached by */
+		if (stat(back, &st) == 0 && st.st_dev == img.st_dev && st.st_ino == img.st_ino) {
+			snprintf(dev, dev_size, "%s", de->d_name);
+			found = 1;
+		}
+	}
+	closedir(d);
+	return found;
 }
 
 int file_allocated_bytes(int dirfd, const char *name, uint64_t *ret)

@@ -4,6 +4,7 @@
 #ifndef SES_EXT4_H
 #define SES_EXT4_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* Creates `name` in dirfd atomically (a temporary name, then rename):
@@ -31,6 +32,13 @@ void ext4_template_free(struct ext4_template *t);
  * atomic by itself: write it where nobody looks before it is published
  * (a staging directory). */
 int ext4_template_write(const struct ext4_template *t, int dirfd, const char *name);
+
+/* Whether the image at path is the backing file of a loop device (someone
+ * on this host attached it, most likely to mount it): 1 and the device's
+ * name ("loop3") in dev, 0 if none is, or a negative errno. Reading an image
+ * a live file system still writes to would take a half-written state for
+ * the layer, and e2fsck would refuse it as mounted. */
+int ext4_image_loop_device(const char *path, char *dev, size_t dev_size);
 
 /* Bytes actually allocated to a file (st_blocks * 512). */
 int file_allocated_bytes(int dirfd, const char *name, uint64_t *ret);

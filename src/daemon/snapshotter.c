@@ -988,6 +988,11 @@ static int convert_rwlayer(struct snapshotter *sn, const struct snap_info *info,
 	if (!img)
 		return fail(err, -ENOMEM, "out of memory");
 	el_error_clear(&cerr);
+	r = ext4_image_loop_device(img, buf, sizeof(buf));
+	if (r > 0)
+		return fail(err, -EBUSY, "commit %s: %s is in use: attached to /dev/%s on this host; "
+			    "a writable layer is committed once its guest is stopped and the image "
+			    "released", info->key, img, buf);
 	r = el_ext4_fsck(img, &cerr);
 	if (r < 0)
 		/* status 4 (left uncorrected) and 8 (not even readable): a bad

@@ -36,6 +36,7 @@
 #include <cmocka.h>
 
 #include "erofs-layer/image.h"
+#include "ext4.h"
 #include "layout.h"
 #include "shared/macro.h"
 #include "snapshotter.h"
@@ -1215,6 +1216,52 @@ static void test_commit_active(void **state)
 	free(layer);
 	free(gone);
 	free(bad);
+}
+
+/* A writable layer still attached to a loop device (a host mount, 2.2's
+ * mount manager, a guest not stopped) is in use: Commit is -EBUSY
+ * (FailedPrecondition), names the device, and leaves the snapshot active;
+ * once released it commits. */
+static void test_commit_in_use(void **state)
+{
+	struct fx *f = *state;
+	struct sn_mounts m = { 0 };
+	struct snap_info i = { 0 };
+	char dev[64] = "";
+
+	if (!have_root_powers() || !run_ok("test -e /dev/loop-control"))
+		skip();
+	MUST(sn_prepare(f->sn, SNAP_KIND_ACTIVE, "default/3/busy", NULL, NULL, 0, &m, &err_));
+	sn_mounts_free(&m);
+	char *img = sfile(f, "default/3/busy", LAYOUT_RWLAYER);
+	assert_int_equal(ext4_image_loop_device(img, dev, sizeof(dev)), 0);
+	char *cmd = pathf("losetup -f --show '%s'", img);
+	FILE *p = popen(cmd, "r");
+	assert_non_null(p);
+	char loop[64] = "";
+	assert_non_null(fgets(loop, sizeof(loop), p));
+	assert_int_equal(pclose(p), 0);
+	loop[strcspn(loop, "\n")] = 0;
+	assert_int_equal(ext4_image_loop_device(img, dev, sizeof(dev)), 1);
+	assert_string_equal(loop + strlen("/dev/"), dev);
+
+	struct el_error e;
+	el_error_clear(&e);
+	int r = sn_commit(f->sn, "default/3/busy-img", "default/3/busy", NULL, 0, &e);
+	char *detach = pathf("losetup -d %s", loop);
+	assert_true(run_ok(detach));
+	assert_int_equal(r, -EBUSY);
+	print_message("refused as expected: %s\n", e.msg);
+	assert_non_null(strstr(e.msg, dev));
+	MUST(sn_stat(f->sn, "default/3/busy", &i, &err_));
+	assert_int_equal(i.kind, SNAP_KIND_ACTIVE);
+	snap_info_free(&i);
+
+	assert_int_equal(ext4_image_loop_device(img, dev, sizeof(dev)), 0);
+	MUST(sn_commit(f->sn, "default/3/busy-img", "default/3/busy", NULL, 0, &err_));
+	free(detach);
+	free(cmd);
+	free(img);
 }
 
 /* A conversion failure (a redirect the image cannot express) fails the
@@ -2931,6 +2978,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_chain_unmergeable, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_commit_active, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_commit_in_use, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_commit_conversion_failure, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_remove, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cleanup, setup, teardown),
