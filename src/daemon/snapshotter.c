@@ -535,6 +535,21 @@ static void busy_release(struct snapshotter *sn, uint64_t id)
 /* fsmeta.erofs + merged.vmdk for the chain ids[0..n) in the top's directory.
  * Returns 0 when they exist (or were made), 1 when the chain cannot be
  * merged (per-layer mounts, for good), or -errno. */
+/* Bytes of the fsmeta.erofs and merged.vmdk in directory id. */
+static uint64_t chain_files_bytes(struct snapshotter *sn, uint64_t id)
+{
+	static const char *const names[] = { LAYOUT_FSMETA, LAYOUT_VMDK };
+	uint64_t sum = 0;
+
+	for (size_t i = 0; i < EL_ARRAY_SIZE(names); i++) {
+		_cleanup_free_ char *p = layout_path(&sn->layout, id, names[i]);
+		struct stat st;
+		if (p && stat(p, &st) == 0)
+			sum += (uint64_t)st.st_size;
+	}
+	return sum;
+}
+
 static int ensure_fsmeta(struct snapshotter *sn, const uint64_t *ids, size_t n,
 			 struct el_error *err)
 {
@@ -1188,6 +1203,10 @@ int sn_commit_onto(struct snapshotter *sn, const char *name, const char *key, co
 		r = ensure_fsmeta(sn, ids, n, err);
 		if (r < 0)
 			return r;
+		/* they are this snapshot's files: its Usage counts them (the
+		 * kubelet's image GC reads the sum through ImageFsInfo) */
+		if (r == 0)
+			size += chain_files_bytes(sn, info.id);
 	}
 
 	if (sn_is_extract_key(key) && made) {

@@ -1772,6 +1772,27 @@ static void test_usage(void **state)
 	assert_int_equal(inodes, 4); /* /, d, d/big, small */
 	free(layer);
 
+	/* committed onto a parent: its layer, and the chain's fsmeta and VMDK
+	 * kept beside it */
+	MUST(sn_prepare(f->sn, SNAP_KIND_ACTIVE, "ns/1/extract-2 sha256:w", "default/2/sha256:u", NULL,
+			0, &m, &err_));
+	sn_mounts_free(&m);
+	char *fs2 = sfile(f, "ns/1/extract-2 sha256:w", "fs");
+	write_file(fs2, "top", "t", 1);
+	free(fs2);
+	MUST(sn_commit(f->sn, "default/2/sha256:w", "ns/1/extract-2 sha256:w", NULL, 0, &err_));
+	MUST(sn_usage(f->sn, "default/2/sha256:w", &size, &inodes, &err_));
+	uint64_t want = 0;
+	const char *files[] = { LAYOUT_LAYER, LAYOUT_FSMETA, LAYOUT_VMDK };
+	for (size_t k = 0; k < 3; k++) {
+		char *p = sfile(f, "default/2/sha256:w", files[k]);
+		assert_int_equal(stat(p, &st), 0);
+		want += (uint64_t)st.st_size;
+		free(p);
+	}
+	assert_int_equal(size, want);
+	assert_int_equal(inodes, 2); /* /, top */
+
 	/* a view: nothing of its own */
 	MUST(sn_prepare(f->sn, SNAP_KIND_VIEW, "v", "default/2/sha256:u", NULL, 0, &m, &err_));
 	sn_mounts_free(&m);
