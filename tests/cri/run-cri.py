@@ -195,19 +195,21 @@ def cri(env):
 # ---- the lab, the registry, the image ----------------------------------------
 
 def write_config_extra(env):
-    """LAB_CONFIG_EXTRA: the hosts directory for the plain-HTTP registry, a
-    quick snapshot usage sync, NRI's socket and CNI's conf_dir in the lab
-    (by default /run/nri/nri.sock and /etc/cni/net.d, outside it)."""
+    """LAB_CONFIG_EXTRA: the hosts directory for the plain-HTTP registry,
+    NRI's socket and CNI's conf_dir in the lab
+    (by default /run/nri/nri.sock and /etc/cni/net.d, outside it); and
+    LAB_CRI_IMAGES_EXTRA: a quick snapshot usage sync."""
     lab = env.lab
+    keys = os.path.join(env.work, "cri-images-extra.toml")
+    with open(keys, "w") as f:
+        # LAB_CRI_IMAGES_EXTRA: keys of lab.sh's own table
+        # [plugins."io.containerd.cri.v1.images"] (snapshotter = "spin-erofs")
+        f.write("    stats_collect_period = %d\n" % STATS_PERIOD)
+    os.environ["LAB_CRI_IMAGES_EXTRA"] = keys
     path = os.path.join(env.work, "config-extra.toml")
     with open(path, "w") as f:
-        # lab.sh's config ends with the table [plugins."io.containerd.cri.v1.images"]
-        # (snapshotter = "spin-erofs") and appends this file right after it: the
-        # keys before the first header below still belong to that table (TOML
-        # forbids opening it twice). lab-start checks with `config dump`.
+        # lab-start checks what containerd made of it with `config dump`
         f.write("""\
-    stats_collect_period = %(period)d
-
   [plugins."io.containerd.cri.v1.images".registry]
     config_path = "%(hosts)s"
 
@@ -216,7 +218,7 @@ def write_config_extra(env):
 
   [plugins."io.containerd.nri.v1.nri"]
     socket_path = "%(lab)s/nri.sock"
-""" % {"hosts": hosts_dir(env), "lab": lab.dir, "period": STATS_PERIOD})
+""" % {"hosts": hosts_dir(env), "lab": lab.dir})
     return path
 
 

@@ -35,6 +35,8 @@
 #                           spin-erofs-diff, first in the diff service's list and in
 #                           the transfer service's unpack_config (containerd 1.7.4+)
 #   LAB_CRI=1               containerd 2.x: CRI enabled, its images on spin-erofs
+#   LAB_CRI_IMAGES_EXTRA    a file of more keys for that [plugins."io.containerd.cri.v1.images"]
+#                           table (TOML forbids opening a table twice)
 #   LAB_CONFIG_EXTRA        a file of more TOML tables appended to the config (2.x/1.x forms)
 #   LAB_CONFIG              a config file used verbatim instead (containerd then gets
 #                           --root, --state, --address and --log-level as flags)
@@ -255,6 +257,7 @@ EOF
   [plugins."io.containerd.cri.v1.images"]
     snapshotter = "spin-erofs"
 EOF
+		[ -n "${LAB_CRI_IMAGES_EXTRA:-}" ] && cat "$LAB_CRI_IMAGES_EXTRA"
 	fi
 }
 
@@ -326,14 +329,38 @@ lab_start_containerd() {
 		flags+=(--root "$LAB_DIR/containerd/root" --state "$LAB_DIR/containerd/state"
 			--address "$LAB_DIR/containerd.sock" --log-level "${LAB_CONTAINERD_LOG_LEVEL:-info}")
 	fi
+	_lab_note_host_dirs
 	_lab_spawn containerd "$LAB_CONTAINERD" "${flags[@]}" || return 1
 	_lab_wait_answer containerd "$LAB_TIMEOUT" _lab_ctd_answers
+}
+
+# A config used verbatim (LAB_CONFIG) keeps containerd's defaults for CNI's
+# and NRI's places, outside the lab: note which of them are missing before
+# containerd starts, so that stopping it removes what it made there (only
+# the directories, once empty again, and NRI's socket).
+_LAB_HOST_DIRS=(/etc/cni /etc/cni/net.d /run/nri)
+_lab_note_host_dirs() {
+	local d
+	: >"$LAB_DIR/host-dirs.made"
+	for d in "${_LAB_HOST_DIRS[@]}"; do
+		[ -e "$d" ] || echo "$d" >>"$LAB_DIR/host-dirs.made"
+	done
+}
+_lab_clean_host_dirs() {
+	local d
+	[ -f "$LAB_DIR/host-dirs.made" ] || return 0
+	for d in $(tac "$LAB_DIR/host-dirs.made"); do
+		[ "$d" = /run/nri ] && rm -f /run/nri/nri.sock
+		rmdir "$d" 2>/dev/null || true
+	done
+	rm -f "$LAB_DIR/host-dirs.made"
 }
 
 # lab_stop_containerd: SIGTERM containerd (SIGKILL after LAB_STOP_TIMEOUT)
 lab_stop_containerd() {
 	_lab_dir || return 1
 	_lab_stop_one containerd >/dev/null
+	_lab_clean_host_dirs
 }
 
 # lab_start DIR [DAEMON-FLAGS...]: the daemon, then containerd, in DIR
@@ -409,6 +436,7 @@ lab_stop() {
 	_lab_dir || return 1
 	local rc status=0
 	rc=$(_lab_stop_one containerd) || status=1
+	_lab_clean_host_dirs
 	lab_stop_daemon || status=1
 	lab_registry_stop || status=1
 	return $status
