@@ -18,6 +18,26 @@ run_suite() {
 	meson test -C "$dir" --print-errorlogs --num-processes 2 || status=1
 }
 
+# The builds a packager runs: compiled (every target, the tests too) with
+# -Werror where the code sets it, not run. Each counts as one test.
+builds_ok=0 builds_failed=0
+build_only() {
+	local dir=$1 what=$2 hardening=$3
+	shift 3
+	echo "== build only ($what)"
+	rm -rf "$dir"
+	if (if [ "$hardening" = 1 ]; then eval "$(dpkg-buildflags --export=sh)"; fi
+	    meson setup "$dir" "$@" && ninja -C "$dir") >"$dir.log" 2>&1; then
+		builds_ok=$((builds_ok + 1))
+	else
+		echo "build ($what) failed:"; grep -E 'error|Error' "$dir.log" | head -20
+		builds_failed=$((builds_failed + 1)) status=1
+	fi
+	rm -rf "$dir" "$dir.log"
+}
+build_only build-release "--buildtype=release" 0 --buildtype=release
+build_only build-plain "--buildtype=plain with dpkg-buildflags' hardening" 1 --buildtype=plain
+
 echo "== build (gcc, debugoptimized)"
 run_suite build
 echo "== build (gcc, ASan+UBSan)"
@@ -25,9 +45,10 @@ ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	run_suite build-asan -Db_sanitize=address,undefined -Db_lundef=false
 
 # One closing line over both builds, in the form CI reads.
+BUILDS_OK=$builds_ok BUILDS_FAILED=$builds_failed \
 python3 - build/meson-logs/testlog.json build-asan/meson-logs/testlog.json <<'PY'
-import json, sys
-n = {"OK": 0, "FAIL": 0, "SKIP": 0}
+import json, os, sys
+n = {"OK": int(os.environ["BUILDS_OK"]), "FAIL": int(os.environ["BUILDS_FAILED"]), "SKIP": 0}
 for path in sys.argv[1:]:
     try:
         lines = open(path).read().splitlines()
