@@ -5,8 +5,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -15,6 +13,7 @@
 #include <unistd.h>
 
 #include "shared/macro.h"
+#include "shared/spawn.h"
 
 #define WHAT "ext4"
 #define TAIL_MAX 240u /* bytes of e2fsck's output quoted */
@@ -77,8 +76,6 @@ int el_ext4_fsck(const char *image, struct el_error *err)
 {
 	const char *prog = NULL;
 	_cleanup_close_ int out = -1;
-	posix_spawn_file_actions_t fa;
-	pid_t pid;
 	int status, r;
 
 	for (size_t i = 0; i < EL_ARRAY_SIZE(e2fsck_paths); i++)
@@ -101,38 +98,10 @@ int el_ext4_fsck(const char *image, struct el_error *err)
 			       (char *)image, NULL };
 	char *const envp[] = { (char *)"PATH=/usr/sbin:/usr/bin:/sbin:/bin", (char *)"LC_ALL=C",
 			       NULL };
-	posix_spawnattr_t attr;
-	sigset_t none, all;
-
-	r = posix_spawn_file_actions_init(&fa);
-	if (r)
-		return el_error_set(err, -r, NULL, EL_NO_OFFSET, "out of memory");
-	if ((r = posix_spawnattr_init(&attr))) {
-		posix_spawn_file_actions_destroy(&fa);
-		return el_error_set(err, -r, NULL, EL_NO_OFFSET, "out of memory");
-	}
-	/* the caller's signal mask and ignored signals are not e2fsck's */
-	sigemptyset(&none);
-	sigfillset(&all);
-	posix_spawnattr_setsigmask(&attr, &none);
-	posix_spawnattr_setsigdefault(&attr, &all);
-	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-	r = posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-	if (!r)
-		r = posix_spawn_file_actions_adddup2(&fa, out, STDOUT_FILENO);
-	if (!r)
-		r = posix_spawn_file_actions_adddup2(&fa, out, STDERR_FILENO);
-	if (!r)
-		r = posix_spawn(&pid, prog, &fa, &attr, argv, envp);
-	posix_spawn_file_actions_destroy(&fa);
-	posix_spawnattr_destroy(&attr);
-	if (r)
-		return el_error_set(err, -r, WHAT, EL_NO_OFFSET, "%s: cannot start %s: %s", image,
-				    prog, strerror(r));
-	while (waitpid(pid, &status, 0) < 0)
-		if (errno != EINTR)
-			return el_error_set(err, -errno, WHAT, EL_NO_OFFSET, "%s: waitpid: %s", image,
-					    strerror(errno));
+	r = el_spawn_wait(prog, argv, envp, out, &status);
+	if (r < 0)
+		return el_error_set(err, r, WHAT, EL_NO_OFFSET, "%s: cannot run %s: %s", image, prog,
+				    strerror(-r));
 
 	char tail[TAIL_MAX * 2];
 	output_tail(out, tail, sizeof(tail));

@@ -5,7 +5,6 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <spawn.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,29 +18,22 @@
 #include "shared/hash.h"
 #include "shared/io.h"
 #include "shared/macro.h"
+#include "shared/spawn.h"
 
-extern char **environ;
-
+/* mkfs is chatty on stdout; the daemon's stdout is not a log */
 static int run(char *const argv[])
 {
-	posix_spawn_file_actions_t fa;
-	pid_t pid;
-	int status, r;
+	int status, r = el_spawn_wait(argv[0], argv, NULL, -1, &status);
 
-	posix_spawn_file_actions_init(&fa);
-	/* mkfs is chatty on stdout; the daemon's stdout is not a log */
-	posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
-	r = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
-	posix_spawn_file_actions_destroy(&fa);
-	if (r)
-		return -r;
-	while (waitpid(pid, &status, 0) < 0)
-		if (errno != EINTR)
-			return -errno;
+	if (r < 0)
+		return r;
 	return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -EIO;
 }
 
-int ext4_create_image(int dirfd, const char *dir_path, const char *name, uint64_t size)
+/* Creates `name` in dirfd (dir_path) atomically (a temporary name, then
+ * rename): a sparse file of `size` bytes formatted by mkfs.ext4, with
+ * upper/ and work/ at its root. The template's source. */
+static int ext4_create_image(int dirfd, const char *dir_path, const char *name, uint64_t size)
 {
 	/* every cleanup variable is declared before the first goto */
 	_cleanup_free_ char *tmpl = NULL, *tmpimg = NULL, *upper = NULL, *work = NULL,

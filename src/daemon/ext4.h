@@ -7,11 +7,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Creates `name` in dirfd atomically (a temporary name, then rename):
- * a sparse file of `size` bytes formatted by mkfs.ext4 (started with
- * posix_spawn: the daemon has gRPC threads, so no fork). */
-int ext4_create_image(int dirfd, const char *dir_path, const char *name, uint64_t size);
-
 /*
  * A template of the image, made once by mkfs.ext4 and kept in memory: its
  * non-zero blocks (some 60 KiB for 64 MiB). Writing a copy costs a few
