@@ -2,8 +2,10 @@
 # SPDX-License-Identifier: Apache-2.0
 #
 # convert-bench.sh: tar → EROFS conversion speed, memory and image size of
-# `erofs-layer convert` against the floor (`cat tar > out`) and, when one is
-# available, mkfs.erofs in tar mode (DESIGN §10). See bench/README.md.
+# `erofs-layer convert` against the floor (`cat tar > out`) and, when they are
+# available, mkfs.erofs in tar mode: Debian 13's 1.8.6 and the version built
+# from Debian sid's source by fetch-mkfs-erofs.sh (DESIGN §10). See
+# bench/README.md.
 #
 # Builds nothing of the project: give it an erofs-layer binary. Inputs are
 # prepared once in the work directory and reused by later runs.
@@ -23,7 +25,10 @@ usage: $prog [options]
   --mkfs PATH         a mkfs.erofs with --tar to compare with (default: the one
                       --fetch-mkfs unpacked, else the system's if it has --tar)
   --fetch-mkfs        fetch Debian 13's erofs-utils and its libraries into the
-                      work dir (apt-get download with a private apt config)
+                      work dir (apt-get download with a private apt config),
+                      and build sid's mkfs.erofs from source (fetch-mkfs-erofs.sh)
+  --mkfs-sid PATH     the second mkfs.erofs (default: the one fetch-mkfs-erofs.sh
+                      built, if it did)
   --no-mkfs           do not measure mkfs.erofs
   --prepare-only      prepare the inputs (and --fetch-mkfs), measure nothing
   -h, --help
@@ -36,6 +41,7 @@ report=
 repeat=3
 inputs=usr,small,gzip,zstd
 mkfs_path=
+mkfs_sid_path=
 fetch=0
 no_mkfs=0
 prepare_only=0
@@ -47,6 +53,7 @@ while [ $# -gt 0 ]; do
 	--repeat) repeat=$2; shift 2 ;;
 	--inputs) inputs=$2; shift 2 ;;
 	--mkfs) mkfs_path=$2; shift 2 ;;
+	--mkfs-sid) mkfs_sid_path=$2; shift 2 ;;
 	--fetch-mkfs) fetch=1; shift ;;
 	--no-mkfs) no_mkfs=1; shift ;;
 	--prepare-only) prepare_only=1; shift ;;
@@ -126,6 +133,31 @@ fetch_mkfs() {
 	log "fetching erofs-utils from trixie"
 	"$here/../scripts/fetch-debs.sh" trixie "$mkfs_dir" "${mkfs_pkgs[@]}" ||
 		die "cannot fetch erofs-utils from trixie"
+	log "building erofs-utils from sid's source"
+	"$here/fetch-mkfs-erofs.sh" --dest "$mkfs_sid_dir" >/dev/null ||
+		die "cannot build erofs-utils from sid's source"
+}
+
+# ---- mkfs.erofs from Debian sid's source (fetch-mkfs-erofs.sh) ----
+
+mkfs_sid_dir=${SPIN_DEBS:-/var/tmp/spin-debs}/erofs-utils-sid
+mkfs_sid_cmd=()
+mkfs_sid_version=
+find_mkfs_sid() {
+	[ "$no_mkfs" = 1 ] && return
+	if [ -n "$mkfs_sid_path" ]; then
+		mkfs_sid_cmd=("$mkfs_sid_path")
+	elif [ -x "$mkfs_sid_dir/mkfs.erofs" ]; then
+		mkfs_sid_cmd=("$mkfs_sid_dir/mkfs.erofs")
+	else
+		log "no mkfs.erofs built from sid's source: run once with --fetch-mkfs"
+		return
+	fi
+	mkfs_sid_version=$("${mkfs_sid_cmd[@]}" --version 2>&1 | head -1 || true)
+	if ! "${mkfs_sid_cmd[@]}" --help 2>&1 | grep -q -- '--tar'; then
+		log "'${mkfs_sid_cmd[*]}' has no --tar: not measured"
+		mkfs_sid_cmd=()
+	fi
 }
 
 mkfs_cmd=()
@@ -150,11 +182,13 @@ find_mkfs() {
 	fi
 }
 
-# Option of mkfs.erofs for a compressed tar, if it has one ("" if not).
+# mkfs_decompress_opt KIND MKFS...: the option of that mkfs.erofs for a
+# compressed tar, if it has one ("" if not).
 mkfs_decompress_opt() {
-	local help
-	help=$("${mkfs_cmd[@]}" --help 2>&1 || true)
-	case $1 in
+	local help kind=$1
+	shift
+	help=$("$@" --help 2>&1 || true)
+	case $kind in
 	gzip) grep -q -- '--ungzip' <<<"$help" && echo --ungzip ||
 		{ grep -q -- '--gzip' <<<"$help" && echo --gzip; } || true ;;
 	zstd) grep -q -- '--unzstd' <<<"$help" && echo --unzstd || true ;;
@@ -233,15 +267,23 @@ verify() {
 measure_input() {
 	local input=$1 src=$2 kind=$3 # kind: tar, gzip, zstd
 	local -a tools=(cat cat+fsync ours)
-	local mopt=
+	local mopt= sopt=
 	[ "$kind" = gzip ] && tools+=(isal-floor)
 	[ "$kind" = zstd ] && command -v zstd >/dev/null && tools+=(zstd-floor)
 	if [ ${#mkfs_cmd[@]} -gt 0 ]; then
 		if [ "$kind" = tar ]; then
 			tools+=(mkfs mkfs+fsync)
 		else
-			mopt=$(mkfs_decompress_opt "$kind")
+			mopt=$(mkfs_decompress_opt "$kind" "${mkfs_cmd[@]}")
 			[ -n "$mopt" ] && tools+=(mkfs mkfs+fsync)
+		fi
+	fi
+	if [ ${#mkfs_sid_cmd[@]} -gt 0 ]; then
+		if [ "$kind" = tar ]; then
+			tools+=(mkfs-sid mkfs-sid+fsync)
+		else
+			sopt=$(mkfs_decompress_opt "$kind" "${mkfs_sid_cmd[@]}")
+			[ -n "$sopt" ] && tools+=(mkfs-sid mkfs-sid+fsync)
 		fi
 	fi
 	tools_of_input+=("$input:${tools[*]}")
@@ -262,6 +304,12 @@ measure_input() {
 				bash -c 'o=$1; shift; "$@" && exec sync "$o"' _ "$out/mkfs.erofs" \
 				"${mkfs_cmd[@]}" --quiet --tar=f $mopt --aufs -Enoinline_data --sort=none -b4096 \
 				"$out/mkfs.erofs" "$src" ;;
+			mkfs-sid) run "$input" mkfs-sid "$out/mkfs.erofs" "${mkfs_sid_cmd[@]}" --quiet --tar=f $sopt \
+				--aufs -Enoinline_data --sort=none -b4096 "$out/mkfs.erofs" "$src" ;;
+			mkfs-sid+fsync) run "$input" mkfs-sid+fsync "$out/mkfs.erofs" \
+				bash -c 'o=$1; shift; "$@" && exec sync "$o"' _ "$out/mkfs.erofs" \
+				"${mkfs_sid_cmd[@]}" --quiet --tar=f $sopt --aufs -Enoinline_data --sort=none -b4096 \
+				"$out/mkfs.erofs" "$src" ;;
 			isal-floor) run "$input" isal-floor - "$work/inflate-floor" "$src" ;;
 			zstd-floor) run "$input" zstd-floor - bash -c 'exec zstd -q -d -c "$1" > /dev/null' _ "$src" ;;
 			esac
@@ -280,6 +328,7 @@ build_floor() {
 
 [ "$fetch" = 1 ] && fetch_mkfs
 find_mkfs
+find_mkfs_sid
 IFS=, read -r -a want <<<"$inputs"
 for i in "${want[@]}"; do
 	case $i in
@@ -293,11 +342,13 @@ done
 
 if [ "$prepare_only" = 1 ]; then
 	log "inputs ready in $work; mkfs.erofs: ${mkfs_cmd[*]:-none} ${mkfs_version:+($mkfs_version)}"
+	log "mkfs.erofs from sid's source: ${mkfs_sid_cmd[*]:-none} ${mkfs_sid_version:+($mkfs_sid_version)}"
 	exit 0
 fi
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 log "erofs-layer: $erofs_layer"
 log "mkfs.erofs: ${mkfs_cmd[*]:-none} ${mkfs_version:+($mkfs_version)}"
+log "mkfs.erofs (sid): ${mkfs_sid_cmd[*]:-none} ${mkfs_sid_version:+($mkfs_sid_version)}"
 for i in "${want[@]}"; do
 	case $i in
 	usr) measure_input usr "$usr_tar" tar ;;
@@ -359,6 +410,13 @@ for entry in "${tools_of_input[@]}"; do
 				"$(ratio "${med[ours]:-}" "${med[mkfs+fsync]:-}")"
 			printf ", image ours/mkfs %s" "$(ratio "${imgsize[$input/ours]:-}" "${imgsize[$input/mkfs]:-}")"
 		fi
+		if [ -n "${med[mkfs-sid]:-}" ]; then
+			printf ", mkfs-sid/cat %s, ours/mkfs-sid %s (ours/mkfs-sid+fsync %s)" \
+				"$(ratio "${med[mkfs-sid]}" "${med[cat]:-}")" \
+				"$(ratio "${med[ours]:-}" "${med[mkfs-sid]}")" \
+				"$(ratio "${med[ours]:-}" "${med[mkfs-sid+fsync]:-}")"
+			printf ", image ours/mkfs-sid %s" "$(ratio "${imgsize[$input/ours]:-}" "${imgsize[$input/mkfs-sid]:-}")"
+		fi
 		if [ -n "$ino" ] && [ -n "${mrss[ours]:-}" ]; then
 			budget=$(awk -v n="$ino" 'BEGIN { printf "%.0f", (64 * 1048576 + 200 * n) / 1024 }')
 			printf ", RSS %s MiB vs budget %s MiB (64 MiB + 200 B x %s inodes): %s" \
@@ -380,10 +438,13 @@ done
 
 mkfs_desc=none
 [ ${#mkfs_cmd[@]} -gt 0 ] && mkfs_desc="${mkfs_version:-mkfs.erofs} (${mkfs_cmd[-1]}), --tar=f --aufs -Enoinline_data --sort=none -b4096"
+mkfs_sid_desc=none
+[ ${#mkfs_sid_cmd[@]} -gt 0 ] && mkfs_sid_desc="${mkfs_sid_version:-mkfs.erofs} (${mkfs_sid_cmd[-1]}, built from Debian sid's source), same options"
 header="erofs-layer convert benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $(uname -r)
 load average at start: $load_start, at end: $(cut -d' ' -f1-3 /proc/loadavg)
 erofs-layer: $erofs_layer ($(git -C "$here/.." describe --always --dirty 2>/dev/null || echo 'no git'))
-mkfs.erofs: $mkfs_desc"
+mkfs.erofs: $mkfs_desc
+mkfs-sid: $mkfs_sid_desc"
 echo
 echo "$header"
 echo
@@ -400,7 +461,7 @@ if [ -n "$report" ]; then
 		echo
 		echo "Ratios are of median wall times. MB/s: uncompressed tar bytes per second (cat: input bytes)."
 		echo "Floors: cat = \`cat tar > out\`; isal-floor = isa-l inflate to /dev/null; zstd-floor = \`zstd -d > /dev/null\`."
-		echo "erofs-layer convert publishes its image with fsync (DESIGN §6); cat and mkfs.erofs do not: the +fsync rows add \`sync OUT\` to them."
+		echo "erofs-layer convert publishes its image with fsync (DESIGN §6); cat and mkfs.erofs (both versions) do not: the +fsync rows add \`sync OUT\` to them."
 		echo
 		cat "$notes"
 	} > "$report"

@@ -37,18 +37,15 @@ python3-grpc-tools, no skopeo or docker-registry).
 """
 
 import argparse
-import fnmatch
 import hashlib
 import importlib.util
 import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import time
 import tomllib
-import traceback
 import urllib.request
 
 # The gRPC modules are Debian's packages (python3-grpcio, python3-grpc-tools),
@@ -705,50 +702,12 @@ def main():
         return 1
     if env.verbose:
         print("    workdir %s" % env.work)
-    passed = failed = skipped = 0
-    selected = [(n, f) for n, f in CASES
-                if not a.only or any(fnmatch.fnmatch(n, g) for g in a.only)
-                or n in ("lab-stop", "no-leaks")]
-    try:
-        for name, fn in selected:
-            if name in ("lab-stop", "no-leaks") and a.keep:
-                continue
-            t0 = time.time()
-            try:
-                fn(env)
-                passed += 1
-                print("ok %s%s" % (name, " (%.1f s)" % (time.time() - t0) if a.verbose else ""))
-            except CaseSkipped as e:
-                skipped += 1
-                print("skip %s: %s" % (name, e))
-            except CaseFailed as e:
-                failed += 1
-                print("FAIL %s: %s" % (name, e.reason))
-                for d in e.details[:ri.MAX_DETAILS]:
-                    print("    " + str(d))
-                if len(e.details) > ri.MAX_DETAILS:
-                    print("    ... and %d more" % (len(e.details) - ri.MAX_DETAILS))
-            except Exception:  # noqa: BLE001
-                failed += 1
-                print("FAIL %s: exception" % name)
-                traceback.print_exc(file=sys.stdout)
-            sys.stdout.flush()
-    finally:
-        if not a.keep:
-            if env.cri is not None:
-                env.cri.close()
-            errs = ri.final_cleanup(env)
-            if errs:
-                failed += 1
-                print("FAIL final-cleanup: %s" % "; ".join(errs))
-            # layer.erofs files are immutable (--set-immutable): clear the flag
-            # so that the work directory can be deleted
-            if os.path.isdir(env.lab_dir):
-                subprocess.run(["chattr", "-R", "-i", env.lab_dir], capture_output=True)
-                if not failed:
-                    shutil.rmtree(env.lab_dir, ignore_errors=True)
-    print("%d passed, %d failed%s" % (passed, failed, ", %d skipped" % skipped if skipped else ""))
-    return 1 if failed else 0
+
+    def close_client(env):
+        if env.cri is not None:
+            env.cri.close()
+    return ri.run_cases(env, CASES, a, always=("lab-stop", "no-leaks"), before_cleanup=close_client,
+                        remove_lab=True)
 
 
 if __name__ == "__main__":

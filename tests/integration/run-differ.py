@@ -35,7 +35,6 @@ Output and exit status as run-integration.py's.
 """
 
 import argparse
-import fnmatch
 import hashlib
 import importlib.util
 import io
@@ -48,7 +47,6 @@ import subprocess
 import sys
 import tarfile
 import time
-import traceback
 import zlib
 
 sys.dont_write_bytecode = True
@@ -1029,43 +1027,7 @@ def main():
         print("0 passed, 1 failed")
         return 1
     os.environ["LAB_DIFFER"] = "1"
-    passed = failed = skipped = 0
-    selected = [(n, f) for n, f in cases
-                if not a.only or any(fnmatch.fnmatch(n, g) for g in a.only)
-                or n in ("gc", "lab-stop", "no-leaks")]
-    try:
-        for name, fn in selected:
-            if name in ("lab-stop", "no-leaks") and a.keep:
-                continue
-            t0 = time.time()
-            try:
-                fn(env)
-                passed += 1
-                print("ok %s%s" % (name, " (%.1fs)" % (time.time() - t0) if a.verbose else ""))
-            except CaseSkipped as e:
-                skipped += 1
-                print("skip %s: %s" % (name, e))
-            except CaseFailed as e:
-                failed += 1
-                print("FAIL %s: %s" % (name, e.reason))
-                for d in e.details[:ri.MAX_DETAILS]:
-                    print("    " + str(d))
-            except Exception:
-                failed += 1
-                print("FAIL %s: exception" % name)
-                traceback.print_exc(file=sys.stdout)
-            sys.stdout.flush()
-    finally:
-        if not a.keep:
-            ri.final_cleanup(env)
-            # what a failed run left may be immutable (--set-immutable): clear
-            # the flag so that the build directory can be deleted
-            if os.path.isdir(env.lab_dir):
-                subprocess.run(["chattr", "-R", "-i", env.lab_dir], capture_output=True)
-                if not failed:
-                    shutil.rmtree(env.lab_dir, ignore_errors=True)
-    print("%d passed, %d failed%s" % (passed, failed, ", %d skipped" % skipped if skipped else ""))
-    return 1 if failed else 0
+    return ri.run_cases(env, cases, a, always=("gc", "lab-stop", "no-leaks"), remove_lab=True)
 
 
 if __name__ == "__main__":

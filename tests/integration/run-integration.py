@@ -2419,6 +2419,76 @@ def prepare_workdir(env, keep_images=True):
         fail("workdir %s is too long for unix socket paths" % env.work)
 
 
+def run_cases(env, cases, a, always=(), after_each=None, before_cleanup=None, remove_lab=False):
+    """Runs the cases of `cases` ((name, fn) pairs) that a.only selects (all
+    when empty; those named in `always` in any case, except lab-stop and
+    no-leaks under a.keep), each fn(env) passing, failing (CaseFailed, any
+    exception) or skipping (CaseSkipped); after_each(env) returns a list of
+    problems a case left (its own failure). Then, unless a.keep:
+    before_cleanup(env), final_cleanup, the immutable flag cleared in the lab
+    and, with remove_lab, the lab removed when all passed. Prints one line per
+    case and the totals; returns the exit status (130 when interrupted)."""
+    passed = failed = skipped = 0
+    selected = [(n, f) for n, f in cases
+                if not a.only or any(fnmatch.fnmatch(n, g) for g in a.only) or n in always]
+    interrupted = False
+    try:
+        for name, fn in selected:
+            if name in ("lab-stop", "no-leaks") and a.keep:
+                continue
+            t0 = time.time()
+            try:
+                fn(env)
+            except CaseFailed as e:
+                failed += 1
+                print("FAIL %s: %s" % (name, e.reason))
+                for d in e.details[:MAX_DETAILS]:
+                    print("    " + str(d))
+                if len(e.details) > MAX_DETAILS:
+                    print("    ... and %d more" % (len(e.details) - MAX_DETAILS))
+            except CaseSkipped as e:
+                skipped += 1
+                print("skip %s: %s" % (name, e))
+            except KeyboardInterrupt:
+                interrupted = True
+                print("FAIL %s: interrupted" % name)
+                failed += 1
+                break
+            except Exception as e:  # noqa: BLE001
+                failed += 1
+                print("FAIL %s: %s: %s" % (name, type(e).__name__, e))
+                for line in traceback.format_exc().splitlines()[-8:]:
+                    print("    " + line)
+            else:
+                passed += 1
+                print("ok %s%s" % (name, " (%.1f s)" % (time.time() - t0) if a.verbose else ""))
+            errs = after_each(env) if after_each else []
+            if errs:
+                failed += 1
+                print("FAIL %s-cleanup: %s" % (name, "; ".join(errs)))
+            sys.stdout.flush()
+    finally:
+        if not a.keep:
+            if before_cleanup:
+                before_cleanup(env)
+            errs = final_cleanup(env)
+            if errs:
+                failed += 1
+                print("FAIL final-cleanup: %s" % "; ".join(errs))
+            # layer.erofs files are immutable (--set-immutable): clear the
+            # flag so that the work directory can be deleted
+            if remove_lab and os.path.isdir(env.lab_dir):
+                subprocess.run(["chattr", "-R", "-i", env.lab_dir], capture_output=True)
+                if not failed:
+                    shutil.rmtree(env.lab_dir, ignore_errors=True)
+    line = "%d passed, %d failed" % (passed, failed)
+    if skipped:
+        line += ", %d skipped" % skipped
+    print(line)
+    if interrupted:
+        return 130
+    return 0 if failed == 0 else 1
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--daemon", required=True)
@@ -2464,59 +2534,8 @@ def main():
         print("FAIL setup: %s" % e)
         print("0 passed, 1 failed")
         return 1
-    passed = failed = skipped = 0
-    selected = [(n, f) for n, f in CASES
-                if not a.only or any(fnmatch.fnmatch(n, g) for g in a.only) or n == "no-leaks"]
-    interrupted = False
-    try:
-        for name, fn in selected:
-            if name == "no-leaks" and a.keep:
-                continue
-            t0 = time.time()
-            try:
-                fn(env)
-            except CaseFailed as e:
-                failed += 1
-                print("FAIL %s: %s" % (name, e.reason))
-                for d in e.details[:MAX_DETAILS]:
-                    print("    " + str(d))
-                if len(e.details) > MAX_DETAILS:
-                    print("    ... and %d more" % (len(e.details) - MAX_DETAILS))
-            except CaseSkipped as e:
-                skipped += 1
-                print("skip %s: %s" % (name, e))
-            except KeyboardInterrupt:
-                interrupted = True
-                print("FAIL %s: interrupted" % name)
-                failed += 1
-                break
-            except Exception as e:  # noqa: BLE001
-                failed += 1
-                print("FAIL %s: %s: %s" % (name, type(e).__name__, e))
-                for line in traceback.format_exc().splitlines()[-8:]:
-                    print("    " + line)
-            else:
-                passed += 1
-                print("ok %s%s" % (name, " (%.1f s)" % (time.time() - t0) if a.verbose else ""))
-            # a case's own mounts never outlive it
-            errs = env.host.cleanup()
-            if errs:
-                failed += 1
-                print("FAIL %s-cleanup: %s" % (name, "; ".join(errs)))
-            sys.stdout.flush()
-    finally:
-        if not a.keep:
-            errs = final_cleanup(env)
-            if errs:
-                failed += 1
-                print("FAIL final-cleanup: %s" % "; ".join(errs))
-    line = "%d passed, %d failed" % (passed, failed)
-    if skipped:
-        line += ", %d skipped" % skipped
-    print(line)
-    if interrupted:
-        return 130
-    return 0 if failed == 0 else 1
+    return run_cases(env, CASES, a, always=("no-leaks",),
+                     after_each=lambda env: env.host.cleanup())
 
 
 if __name__ == "__main__":
