@@ -48,7 +48,7 @@
 #include <unistd.h>
 
 #include "containerd-proto.h"
-#include "rpc/rpc.h"
+#include "rpc.h"
 
 #define SNAP(x) Containerd__Services__Snapshots__V1__##x
 #define DESC(x) (&containerd__services__snapshots__v1__##x##__descriptor)

@@ -11,7 +11,7 @@
 #   --build DIR      where spin-erofs-snapshotter and daemon-bench were built
 #                    (default build; an optimised build without sanitizers:
 #                    `ninja -C build src/daemon/spin-erofs-snapshotter
-#                    src/daemon/daemon-bench`)
+#                    bench/daemon-bench`)
 #   --workdir DIR    parent of the temporary root and socket (default /var/tmp)
 #   --fs ext4        (default) the daemon's root on a fresh ext4 file system
 #                    (mkfs.ext4 defaults, journal included, as /var/lib is on
@@ -98,7 +98,7 @@ while [ $# -gt 0 ]; do
 done
 
 DAEMON=$BUILD/src/daemon/spin-erofs-snapshotter
-BENCH=$BUILD/src/daemon/daemon-bench
+BENCH=$BUILD/bench/daemon-bench
 for b in "$DAEMON" "$BENCH"; do
 	[ -x "$b" ] || { echo "daemon-bench: $b is missing: build it first" >&2; exit 2; }
 done

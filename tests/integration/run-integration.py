@@ -1067,10 +1067,10 @@ def t_load_direct(env):
 # ---- the full load (issue 4): bench/daemon-bench.c --load ------------------------
 
 def daemon_bench(env):
-    """daemon-bench is built beside the daemon (src/daemon/meson.build)."""
-    p = os.path.join(os.path.dirname(env.daemon), "daemon-bench")
-    if not os.access(p, os.X_OK):
-        raise CaseSkipped("no daemon-bench beside %s" % env.daemon)
+    """daemon-bench (bench/meson.build), given as --daemon-bench."""
+    p = getattr(env, "daemon_bench", None)
+    if not p or not os.access(p, os.X_OK):
+        raise CaseSkipped("no daemon-bench: give its path as --daemon-bench")
     return p
 
 
@@ -2494,6 +2494,7 @@ def main():
     ap.add_argument("--daemon", required=True)
     ap.add_argument("--erofs-layer", required=True)
     ap.add_argument("--workdir", required=True)
+    ap.add_argument("--daemon-bench", help="bench/daemon-bench.c's binary, for load-direct")
     ap.add_argument("--only", action="append", default=[])
     ap.add_argument("--keep", action="store_true", help="leave the lab running at the end (debugging)")
     ap.add_argument("-v", "--verbose", action="store_true")
@@ -2519,6 +2520,7 @@ def main():
         return 77
     try:
         env = Env(a)
+        env.daemon_bench = os.path.abspath(a.daemon_bench) if a.daemon_bench else None
     except CaseFailed as e:
         print("FAIL setup: %s" % e.reason)
         print("0 passed, 1 failed")
