@@ -17,7 +17,7 @@
 
 #include "erofs-layer/image.h"
 #include "fuzz-common.h"
-#include "shared/hash.h"
+#include "common/hash.h"
 
 #define WALK_MAX_INODES 256u
 #define WALK_MAX_DIRENTS 4096u /* per directory */

@@ -7,9 +7,9 @@
 
 #include "erofs-layer/tar.h"
 #include "erofs-layer/tree.h"
-#include "shared/io.h"
-#include "shared/macro.h"
-#include "shared/sha256.h"
+#include "common/io.h"
+#include "common/macro.h"
+#include "common/sha256.h"
 
 EL_DEFINE_CLEANUP(struct el_tree, el_tree_free)
 EL_DEFINE_CLEANUP(struct el_tar, el_tar_free)

@@ -3,6 +3,8 @@
 #ifndef EROFS_LAYER_CONVERT_H
 #define EROFS_LAYER_CONVERT_H
 
+#include "export.h"
+
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -34,12 +36,12 @@ struct el_convert_result {
 };
 
 /* Converts the stream into out_fd (an empty regular file). */
-int el_convert_input(struct el_input *in, int out_fd, const struct el_convert_opts *opts,
-		     struct el_convert_result *ret, struct el_error *err);
+EL_EXPORT int el_convert_input(struct el_input *in, int out_fd, const struct el_convert_opts *opts,
+			       struct el_convert_result *ret, struct el_error *err);
 
 /* Reads in_fd to its end and publishes out_path atomically: on any error
  * nothing is left at out_path nor beside it. */
-int el_convert_fd(int in_fd, const char *out_path, const struct el_convert_opts *opts,
-		  struct el_convert_result *ret, struct el_error *err);
+EL_EXPORT int el_convert_fd(int in_fd, const char *out_path, const struct el_convert_opts *opts,
+			    struct el_convert_result *ret, struct el_error *err);
 
 #endif

@@ -30,6 +30,8 @@
 #ifndef EROFS_LAYER_DIRCONV_H
 #define EROFS_LAYER_DIRCONV_H
 
+#include "export.h"
+
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -56,12 +58,12 @@ struct el_dir_opts {
  * Errors name the path relative to the root ("a/b: reason", "." for the
  * root), with what = "directory" and offset EL_NO_OFFSET.
  */
-int el_convert_dir(int dirfd, int out_fd, const struct el_dir_opts *opts,
-		   struct el_convert_result *ret, struct el_error *err);
+EL_EXPORT int el_convert_dir(int dirfd, int out_fd, const struct el_dir_opts *opts,
+			     struct el_convert_result *ret, struct el_error *err);
 
 /* The same from a path, publishing out_path atomically: on any error nothing
  * is left at out_path nor beside it. */
-int el_convert_dir_path(const char *dir, const char *out_path, const struct el_dir_opts *opts,
-			struct el_convert_result *ret, struct el_error *err);
+EL_EXPORT int el_convert_dir_path(const char *dir, const char *out_path, const struct el_dir_opts *opts,
+				  struct el_convert_result *ret, struct el_error *err);
 
 #endif

@@ -7,6 +7,8 @@
 #ifndef EROFS_LAYER_ERROR_H
 #define EROFS_LAYER_ERROR_H
 
+#include "export.h"
+
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -21,11 +23,11 @@ struct el_error {
 };
 
 /* Records the first error only (later ones are consequences); returns code. */
-int el_error_set(struct el_error *err, int code, const char *what, uint64_t offset,
-		 const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-void el_error_clear(struct el_error *err);
+EL_EXPORT int el_error_set(struct el_error *err, int code, const char *what, uint64_t offset,
+			   const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+EL_EXPORT void el_error_clear(struct el_error *err);
 /* "MSG (at byte OFFSET of WHAT)" or "MSG" into buf. */
-const char *el_error_format(const struct el_error *err, char *buf, unsigned len);
+EL_EXPORT const char *el_error_format(const struct el_error *err, char *buf, unsigned len);
 
 typedef void (*el_warn_fn)(void *userdata, const char *what, uint64_t offset, const char *msg);
 

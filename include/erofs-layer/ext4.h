@@ -23,6 +23,8 @@
 #ifndef EROFS_LAYER_EXT4_H
 #define EROFS_LAYER_EXT4_H
 
+#include "export.h"
+
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -55,7 +57,7 @@
  * signal). The message names the image and e2fsck's status, and quotes the
  * end of e2fsck's output.
  */
-int el_ext4_fsck(const char *image, struct el_error *err);
+EL_EXPORT int el_ext4_fsck(const char *image, struct el_error *err);
 
 struct el_ext4;
 
@@ -74,9 +76,9 @@ struct el_ext4;
  *     succeeds; this rule is how "no fsck, no read" is enforced without a
  *     flag.
  */
-int el_ext4_open(const char *image, struct el_ext4 **ret, struct el_error *err);
+EL_EXPORT int el_ext4_open(const char *image, struct el_ext4 **ret, struct el_error *err);
 /* NULL is fine. A handle is used by one thread at a time. */
-void el_ext4_close(struct el_ext4 *fs);
+EL_EXPORT void el_ext4_close(struct el_ext4 *fs);
 
 /* A regular file met by the walk, valid only during its visit. */
 struct el_ext4_file;
@@ -142,8 +144,8 @@ struct el_ext4_walk_opts {
  * with the path and inode number in the message, never crash, and every
  * loop is bounded by the image's size.
  */
-int el_ext4_walk(struct el_ext4 *fs, const char *subdir, const struct el_ext4_walk_opts *opts,
-		 el_ext4_visit_fn visit, void *ud, struct el_error *err);
+EL_EXPORT int el_ext4_walk(struct el_ext4 *fs, const char *subdir, const struct el_ext4_walk_opts *opts,
+			   el_ext4_visit_fn visit, void *ud, struct el_error *err);
 
 /*
  * The data regions of a regular file, in order, not overlapping, merged
@@ -153,8 +155,8 @@ int el_ext4_walk(struct el_ext4 *fs, const char *subdir, const struct el_ext4_wa
  * none). *ret stays valid during the visit. Costs one pass over the file's
  * extent tree (or block map), done once per file.
  */
-int el_ext4_file_extents(struct el_ext4_file *f, const struct el_ext4_extent **ret,
-			 size_t *ret_n, struct el_error *err);
+EL_EXPORT int el_ext4_file_extents(struct el_ext4_file *f, const struct el_ext4_extent **ret,
+				   size_t *ret_n, struct el_error *err);
 
 /*
  * Reads file bytes [off, off + len) into buf; holes read as zeros. Returns
@@ -164,8 +166,8 @@ int el_ext4_file_extents(struct el_ext4_file *f, const struct el_ext4_extent **r
  * large pieces (1 MiB or more) at block-aligned offsets: runs of contiguous
  * blocks are read from the image with one pread each.
  */
-int64_t el_ext4_file_read(struct el_ext4_file *f, void *buf, size_t len, uint64_t off,
-			  struct el_error *err);
+EL_EXPORT int64_t el_ext4_file_read(struct el_ext4_file *f, void *buf, size_t len, uint64_t off,
+				    struct el_error *err);
 
 /*
  * Converts the tree under subdir of an ext4 image (see el_ext4_walk; for
@@ -183,8 +185,8 @@ int64_t el_ext4_file_read(struct el_ext4_file *f, void *buf, size_t len, uint64_
  * read (holes excluded), entries = entries walked (the root included,
  * skipped sockets not), compression NONE.
  */
-int el_convert_ext4(const char *image, const char *subdir, const char *out_path,
-		    const struct el_dir_opts *opts, struct el_convert_result *ret,
-		    struct el_error *err);
+EL_EXPORT int el_convert_ext4(const char *image, const char *subdir, const char *out_path,
+			      const struct el_dir_opts *opts, struct el_convert_result *ret,
+			      struct el_error *err);
 
 #endif

@@ -12,6 +12,8 @@
 #ifndef EROFS_LAYER_IMAGE_H
 #define EROFS_LAYER_IMAGE_H
 
+#include "export.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -87,35 +89,35 @@ struct el_image_xattr {
 };
 
 /* Opens and validates the superblock. */
-int el_image_open(const char *path, struct el_image **ret, struct el_error *err);
-int el_image_open_fd(int fd, struct el_image **ret, struct el_error *err); /* dups fd */
-void el_image_close(struct el_image *img);
-const struct el_image_info *el_image_info(const struct el_image *img);
+EL_EXPORT int el_image_open(const char *path, struct el_image **ret, struct el_error *err);
+EL_EXPORT int el_image_open_fd(int fd, struct el_image **ret, struct el_error *err); /* dups fd */
+EL_EXPORT void el_image_close(struct el_image *img);
+EL_EXPORT const struct el_image_info *el_image_info(const struct el_image *img);
 /* The device table, in slot order (NULL and 0 without one). The array lives
  * as long as img. */
-const struct el_image_device *el_image_devices(const struct el_image *img, size_t *ret_count);
+EL_EXPORT const struct el_image_device *el_image_devices(const struct el_image *img, size_t *ret_count);
 
-int el_image_read_inode(struct el_image *img, uint64_t nid, struct el_image_inode *ret,
-			struct el_error *err);
+EL_EXPORT int el_image_read_inode(struct el_image *img, uint64_t nid, struct el_image_inode *ret,
+				  struct el_error *err);
 
 /* Calls fn for each dirent of directory `dir`, in on-disk order (including . and
  * ..). A non-zero return from fn stops the walk and is returned. */
 typedef int (*el_image_dirent_fn)(void *ud, const struct el_image_dirent *de);
-int el_image_readdir(struct el_image *img, const struct el_image_inode *dir,
-		     el_image_dirent_fn fn, void *ud, struct el_error *err);
+EL_EXPORT int el_image_readdir(struct el_image *img, const struct el_image_inode *dir,
+			       el_image_dirent_fn fn, void *ud, struct el_error *err);
 
 /* Resolves an absolute or relative path (both from the root). Symlinks are
  * followed (at most 40) except in the last component, unless a trailing slash
  * follows it, which also requires a directory, as in POSIX. ".." resolves
  * through the directory's own ".." entry (the root's is the root). */
-int el_image_lookup(struct el_image *img, const char *path, struct el_image_inode *ret,
-		    struct el_error *err);
+EL_EXPORT int el_image_lookup(struct el_image *img, const char *path, struct el_image_inode *ret,
+			      struct el_error *err);
 
 /* Reads file (or symlink target) bytes [off, off+len) into buf; returns bytes
  * read (short at EOF). Holes read as zeros; data on an extra device fails
  * with -ENXIO (only this image's own blocks are readable). */
-ssize_t el_image_pread(struct el_image *img, const struct el_image_inode *ino, void *buf,
-		       size_t len, uint64_t off, struct el_error *err);
+EL_EXPORT ssize_t el_image_pread(struct el_image *img, const struct el_image_inode *ino, void *buf,
+				 size_t len, uint64_t off, struct el_error *err);
 
 /* Where the file bytes at some offset live (§4). */
 enum el_image_extent_kind {
@@ -135,28 +137,28 @@ struct el_image_extent {
 /* Maps file offset off (< size) to the extent holding it. Compressed layouts
  * return -EOPNOTSUPP. Physical ranges are not checked against the image here;
  * el_image_pread and el_image_check do that. */
-int el_image_map(struct el_image *img, const struct el_image_inode *ino, uint64_t off,
-		 struct el_image_extent *ret, struct el_error *err);
+EL_EXPORT int el_image_map(struct el_image *img, const struct el_image_inode *ino, uint64_t off,
+			   struct el_image_extent *ret, struct el_error *err);
 
 /* Calls fn for each xattr of the inode, shared ones first. Names with an
  * unknown index (1..6 are known) come back as the stored suffix alone, with
  * name_index set, so that callers can refuse them; long prefixes (0x80|k)
  * fail with -EOPNOTSUPP. */
 typedef int (*el_image_xattr_fn)(void *ud, const struct el_image_xattr *xa);
-int el_image_xattrs(struct el_image *img, const struct el_image_inode *ino,
-		    el_image_xattr_fn fn, void *ud, struct el_error *err);
+EL_EXPORT int el_image_xattrs(struct el_image *img, const struct el_image_inode *ino,
+			      el_image_xattr_fn fn, void *ud, struct el_error *err);
 
 /* Where the data of a regular file lives, for the merge: a FLAT_PLAIN file
  * returns its first block and block count (0 blocks for an empty file).
  * Other layouts return -EOPNOTSUPP. */
-int el_image_file_extent(struct el_image *img, const struct el_image_inode *ino,
-			 uint64_t *ret_startblk, uint64_t *ret_nblocks, struct el_error *err);
+EL_EXPORT int el_image_file_extent(struct el_image *img, const struct el_image_inode *ino,
+				   uint64_t *ret_startblk, uint64_t *ret_nblocks, struct el_error *err);
 
 struct el_check_stats {
 	uint64_t inodes, dirs, files, symlinks, specials, xattrs, bytes;
 };
 /* Walks the whole tree from the root and checks every inode, directory and
  * xattr for bounds and consistency (see check.c for the list). */
-int el_image_check(struct el_image *img, struct el_check_stats *ret, struct el_error *err);
+EL_EXPORT int el_image_check(struct el_image *img, struct el_check_stats *ret, struct el_error *err);
 
 #endif

@@ -7,6 +7,8 @@
 #ifndef EROFS_LAYER_INPUT_H
 #define EROFS_LAYER_INPUT_H
 
+#include "export.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -23,23 +25,23 @@ struct el_input;
 /* Takes a reference to fd (dups it). read_fn, when non-NULL, replaces read(2)
  * as the source of raw bytes (the daemon feeds gRPC content streams). */
 typedef long (*el_read_fn)(void *ud, void *buf, size_t len);
-int el_input_new_fd(int fd, struct el_input **ret, struct el_error *err);
-int el_input_new_reader(el_read_fn fn, void *ud, struct el_input **ret, struct el_error *err);
-void el_input_free(struct el_input *in);
+EL_EXPORT int el_input_new_fd(int fd, struct el_input **ret, struct el_error *err);
+EL_EXPORT int el_input_new_reader(el_read_fn fn, void *ud, struct el_input **ret, struct el_error *err);
+EL_EXPORT void el_input_free(struct el_input *in);
 
 /* The next window of uncompressed bytes; the previous window is released.
  * *ret_len == 0 means end of stream. Errors carry the offset in the
  * compressed or uncompressed stream. */
-int el_input_next(struct el_input *in, const uint8_t **ret_buf, size_t *ret_len,
-		  struct el_error *err);
+EL_EXPORT int el_input_next(struct el_input *in, const uint8_t **ret_buf, size_t *ret_len,
+			    struct el_error *err);
 
-enum el_compression el_input_compression(const struct el_input *in);
-const char *el_compression_name(enum el_compression c);
+EL_EXPORT enum el_compression el_input_compression(const struct el_input *in);
+EL_EXPORT const char *el_compression_name(enum el_compression c);
 /* Bytes handed out so far (uncompressed). */
-uint64_t el_input_offset(const struct el_input *in);
+EL_EXPORT uint64_t el_input_offset(const struct el_input *in);
 /* After end of stream: the sha256 of everything handed out. */
-void el_input_digest(struct el_input *in, uint8_t ret_digest[32]);
+EL_EXPORT void el_input_digest(struct el_input *in, uint8_t ret_digest[32]);
 /* Stops the producer early (on a consumer error). */
-void el_input_cancel(struct el_input *in);
+EL_EXPORT void el_input_cancel(struct el_input *in);
 
 #endif

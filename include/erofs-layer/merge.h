@@ -8,6 +8,8 @@
 #ifndef EROFS_LAYER_MERGE_H
 #define EROFS_LAYER_MERGE_H
 
+#include "export.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -34,9 +36,9 @@ struct el_merge_result {
 
 /* Writes fsmeta (and, when vmdk_path is given, the VMDK descriptor naming the
  * absolute paths of fsmeta and the layers) atomically. */
-int el_merge(const char *const *layers, size_t nlayers, const char *fsmeta_path,
-	     const char *vmdk_path, const struct el_merge_opts *opts,
-	     struct el_merge_result *ret, struct el_error *err);
+EL_EXPORT int el_merge(const char *const *layers, size_t nlayers, const char *fsmeta_path,
+		       const char *vmdk_path, const struct el_merge_opts *opts,
+		       struct el_merge_result *ret, struct el_error *err);
 
 struct el_vmdk_extent {
 	const char *path; /* absolute */
@@ -46,6 +48,6 @@ struct el_vmdk_extent {
 /* The descriptor text (twoGbMaxExtentFlat, extents split at 2 GiB). Returns a
  * malloc'd string, or NULL with errno set (EINVAL for a relative path or one
  * containing '"' or a newline). */
-char *el_vmdk_descriptor(const struct el_vmdk_extent *ext, size_t n, uint32_t cid);
+EL_EXPORT char *el_vmdk_descriptor(const struct el_vmdk_extent *ext, size_t n, uint32_t cid);
 
 #endif

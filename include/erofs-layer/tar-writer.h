@@ -39,6 +39,8 @@
 #ifndef EROFS_LAYER_TAR_WRITER_H
 #define EROFS_LAYER_TAR_WRITER_H
 
+#include "export.h"
+
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -99,11 +101,11 @@ struct el_tarw;
  * (isa-l: 0.4 MiB; zstd: 3.5 MiB at level 3, 90 MiB at level 19, per
  * ZSTD_estimateCStreamSize). A writer is used from one thread at a time.
  */
-int el_tarw_new(const struct el_tarw_opts *opts, struct el_tarw **ret, struct el_error *err);
+EL_EXPORT int el_tarw_new(const struct el_tarw_opts *opts, struct el_tarw **ret, struct el_error *err);
 
 /* Frees the writer in any state (NULL is fine). Without a successful
  * el_tarw_finish, what the sink received is not a complete archive. */
-void el_tarw_free(struct el_tarw *w);
+EL_EXPORT void el_tarw_free(struct el_tarw *w);
 
 /*
  * Writes the header(s) of e. The fields used, by e->type:
@@ -137,7 +139,7 @@ void el_tarw_free(struct el_tarw *w);
  * Any error (of this and every call below) aborts the writer: later calls
  * return the first error again, and only el_tarw_free remains useful.
  */
-int el_tarw_add(struct el_tarw *w, const struct el_entry *e, struct el_error *err);
+EL_EXPORT int el_tarw_add(struct el_tarw *w, const struct el_entry *e, struct el_error *err);
 
 /*
  * Appends len bytes of the current regular file's data. Writing past the
@@ -145,11 +147,11 @@ int el_tarw_add(struct el_tarw *w, const struct el_entry *e, struct el_error *er
  * once its data is complete), is an error naming the path. len 0 is a
  * no-op even then. The data may come in pieces of any size.
  */
-int el_tarw_write(struct el_tarw *w, const void *buf, size_t len, struct el_error *err);
+EL_EXPORT int el_tarw_write(struct el_tarw *w, const void *buf, size_t len, struct el_error *err);
 
 /* As el_tarw_write with n zero bytes, without a caller buffer (holes of a
  * sparse file: the tar has no sparse form here). */
-int el_tarw_write_zeros(struct el_tarw *w, uint64_t n, struct el_error *err);
+EL_EXPORT int el_tarw_write_zeros(struct el_tarw *w, uint64_t n, struct el_error *err);
 
 /*
  * Ends the archive (two zero blocks), flushes the compressor and the
@@ -157,6 +159,6 @@ int el_tarw_write_zeros(struct el_tarw *w, uint64_t n, struct el_error *err);
  * when the last regular file is short). After success, every call but
  * el_tarw_free fails with -EINVAL.
  */
-int el_tarw_finish(struct el_tarw *w, struct el_tarw_result *res, struct el_error *err);
+EL_EXPORT int el_tarw_finish(struct el_tarw *w, struct el_tarw_result *res, struct el_error *err);
 
 #endif

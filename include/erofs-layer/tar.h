@@ -9,6 +9,8 @@
 #ifndef EROFS_LAYER_TAR_H
 #define EROFS_LAYER_TAR_H
 
+#include "export.h"
+
 #include <stdint.h>
 
 #include "entry.h"
@@ -25,23 +27,23 @@
 
 struct el_tar;
 
-int el_tar_new(struct el_input *in, el_warn_fn warn, void *warn_ud, struct el_tar **ret);
-void el_tar_free(struct el_tar *t);
+EL_EXPORT int el_tar_new(struct el_input *in, el_warn_fn warn, void *warn_ud, struct el_tar **ret);
+EL_EXPORT void el_tar_free(struct el_tar *t);
 
 /* 1 and the next entry, 0 at the end-of-archive marker, or -errno. Any data
  * of the previous entry not read is skipped. */
-int el_tar_next(struct el_tar *t, const struct el_entry **ret, struct el_error *err);
+EL_EXPORT int el_tar_next(struct el_tar *t, const struct el_entry **ret, struct el_error *err);
 
 /* The next piece of the current regular file's data: 1 with a window into the
  * stream and the file offset it belongs at (sparse files jump over holes),
  * 0 when the data is complete, or -errno. */
-int el_tar_data(struct el_tar *t, const uint8_t **ret_buf, size_t *ret_len, uint64_t *ret_off,
-		struct el_error *err);
+EL_EXPORT int el_tar_data(struct el_tar *t, const uint8_t **ret_buf, size_t *ret_len, uint64_t *ret_off,
+			  struct el_error *err);
 
 /* After el_tar_next returned 0: reads (and hashes) whatever follows the end
  * marker, up to the end of the stream. */
-int el_tar_finish(struct el_tar *t, struct el_error *err);
+EL_EXPORT int el_tar_finish(struct el_tar *t, struct el_error *err);
 
-uint64_t el_tar_entries(const struct el_tar *t);
+EL_EXPORT uint64_t el_tar_entries(const struct el_tar *t);
 
 #endif

@@ -9,6 +9,8 @@
 #ifndef EROFS_LAYER_TREE_H
 #define EROFS_LAYER_TREE_H
 
+#include "export.h"
+
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -29,12 +31,12 @@ struct el_tree_opts {
 	void *warn_ud;
 };
 
-int el_tree_new(const struct el_tree_opts *opts, struct el_tree **ret);
-void el_tree_free(struct el_tree *tree);
+EL_EXPORT int el_tree_new(const struct el_tree_opts *opts, struct el_tree **ret);
+EL_EXPORT void el_tree_free(struct el_tree *tree);
 
 /* Adds one entry. For a regular file, *ret_inode (if ret_inode is non-NULL)
  * is the new inode, to be given its data by the writer; otherwise NULL. */
-int el_tree_add(struct el_tree *tree, const struct el_entry *e, struct el_inode **ret_inode,
-		struct el_error *err);
+EL_EXPORT int el_tree_add(struct el_tree *tree, const struct el_entry *e, struct el_inode **ret_inode,
+			  struct el_error *err);
 
 #endif

@@ -25,6 +25,8 @@
 #ifndef EROFS_LAYER_UPPER_TAR_H
 #define EROFS_LAYER_UPPER_TAR_H
 
+#include "export.h"
+
 #include "error.h"
 #include "tar-writer.h"
 
@@ -35,8 +37,8 @@
  * an image whose journal needs recovery). warn gets the walk's warnings.
  * Errors name the path inside the upper.
  */
-int el_upper_tar_ext4(const char *image, const char *subdir, const struct el_tarw_opts *topts,
-		      el_warn_fn warn, void *warn_ud, struct el_tarw_result *res,
-		      struct el_error *err);
+EL_EXPORT int el_upper_tar_ext4(const char *image, const char *subdir, const struct el_tarw_opts *topts,
+				el_warn_fn warn, void *warn_ud, struct el_tarw_result *res,
+				struct el_error *err);
 
 #endif

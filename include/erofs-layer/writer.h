@@ -9,6 +9,8 @@
 #ifndef EROFS_LAYER_WRITER_H
 #define EROFS_LAYER_WRITER_H
 
+#include "export.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -51,18 +53,18 @@ struct el_writer_stats {
 	uint64_t uniaddr_first; /* merged images: unified address of device 1 */
 };
 
-int el_writer_new(int fd, struct el_writer **ret);
-void el_writer_free(struct el_writer *w);
+EL_EXPORT int el_writer_new(int fd, struct el_writer **ret);
+EL_EXPORT void el_writer_free(struct el_writer *w);
 
 /* Gives a regular file of the tree its data blocks. */
-int el_writer_file_begin(struct el_writer *w, struct el_inode *ino, struct el_error *err);
+EL_EXPORT int el_writer_file_begin(struct el_writer *w, struct el_inode *ino, struct el_error *err);
 /* Writes file bytes [off, off+len): pieces may come in any order; what is
  * never written reads as zeros (holes of sparse files). */
-int el_writer_file_write(struct el_writer *w, struct el_inode *ino, const void *buf,
-			 size_t len, uint64_t off, struct el_error *err);
+EL_EXPORT int el_writer_file_write(struct el_writer *w, struct el_inode *ino, const void *buf,
+				   size_t len, uint64_t off, struct el_error *err);
 
-int el_writer_finish(struct el_writer *w, struct el_tree *tree,
-		     const struct el_writer_opts *opts, struct el_writer_stats *ret_stats,
-		     struct el_error *err);
+EL_EXPORT int el_writer_finish(struct el_writer *w, struct el_tree *tree,
+			       const struct el_writer_opts *opts, struct el_writer_stats *ret_stats,
+			       struct el_error *err);
 
 #endif

@@ -29,11 +29,11 @@
 #include "erofs-layer/tree.h"
 #include "erofs-layer/writer.h"
 #include "dir/overlay-upper-internal.h"
-#include "shared/io.h"
+#include "common/io.h"
 #include "shared/links.h"
-#include "shared/macro.h"
-#include "shared/sha256.h"
-#include "shared/util.h"
+#include "common/macro.h"
+#include "common/sha256.h"
+#include "common/util.h"
 
 #define WHAT "directory"
 #define DATA_CHUNK (1u << 20)

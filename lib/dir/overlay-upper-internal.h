@@ -15,7 +15,7 @@
 #include <stdint.h>
 
 #include "erofs-layer/entry.h"
-#include "shared/sha256.h"
+#include "common/sha256.h"
 
 /*
  * Judges one xattr by its full name. Returns 1: keep it; 0: drop it (msg

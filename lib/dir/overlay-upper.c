@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "shared/util.h"
+#include "common/util.h"
 
 int el_xattr_filter(const char *name, bool overlay_upper, char *msg, size_t len)
 {

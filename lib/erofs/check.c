@@ -37,8 +37,8 @@
 #include <sys/stat.h>
 
 #include "erofs/image-internal.h"
-#include "shared/endian.h"
-#include "shared/hash.h"
+#include "common/endian.h"
+#include "common/hash.h"
 
 #define SYMLINK_MAX 4095u
 #define CHUNK_BATCH 4096u /* bytes of chunk indexes read at a time */

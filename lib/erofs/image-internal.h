@@ -13,7 +13,7 @@
 #include "erofs-layer/error.h"
 #include "erofs-layer/image.h"
 #include "erofs/erofs_fs.h"
-#include "shared/macro.h"
+#include "common/macro.h"
 
 #define EL_IMAGE_WHAT "image"
 #define EL_IMAGE_MAX_BLKSZ 4096u

@@ -21,9 +21,9 @@
 #include <unistd.h>
 
 #include "erofs/image-internal.h"
-#include "shared/endian.h"
-#include "shared/hash.h"
-#include "shared/io.h"
+#include "common/endian.h"
+#include "common/hash.h"
+#include "common/io.h"
 
 /*
  * Limits. The kernel reads the superblock from the first 4 KiB, so a larger

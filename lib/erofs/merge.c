@@ -31,10 +31,10 @@
 #include "erofs-layer/image.h"
 #include "erofs-layer/writer.h"
 #include "erofs_fs.h"
-#include "shared/endian.h"
-#include "shared/io.h"
-#include "shared/macro.h"
-#include "shared/sha256.h"
+#include "common/endian.h"
+#include "common/io.h"
+#include "common/macro.h"
+#include "common/sha256.h"
 #include "tree-internal.h"
 
 #define MERGE_MAX_LAYERS 4096 /* device ids are 16-bit; stay well inside */

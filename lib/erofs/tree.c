@@ -17,8 +17,8 @@
 #include <sys/sysmacros.h>
 
 #include "erofs_fs.h"
-#include "shared/hash.h"
-#include "shared/macro.h"
+#include "common/hash.h"
+#include "common/macro.h"
 #include "tree-internal.h"
 
 struct tree_arena {

@@ -23,10 +23,10 @@
 #include <unistd.h>
 
 #include "erofs_fs.h"
-#include "shared/endian.h"
-#include "shared/hash.h"
-#include "shared/io.h"
-#include "shared/macro.h"
+#include "common/endian.h"
+#include "common/hash.h"
+#include "common/io.h"
+#include "common/macro.h"
 #include "tree-internal.h"
 
 #define BLK EROFS_BLKSIZ

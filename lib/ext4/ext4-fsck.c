@@ -12,8 +12,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "shared/macro.h"
-#include "shared/spawn.h"
+#include "common/macro.h"
+#include "common/spawn.h"
 
 #define WHAT "ext4"
 #define TAIL_MAX 240u /* bytes of e2fsck's output quoted */

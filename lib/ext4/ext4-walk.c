@@ -35,8 +35,8 @@
 
 #include "erofs-layer/tree.h"
 #include "shared/links.h"
-#include "shared/macro.h"
-#include "shared/util.h"
+#include "common/macro.h"
+#include "common/util.h"
 
 #define WHAT "ext4"
 #define SHOW_MAX 320u	      /* bytes of a path shown in a message */

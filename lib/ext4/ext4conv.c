@@ -16,9 +16,9 @@
 #include "dir/overlay-upper-internal.h"
 #include "erofs-layer/tree.h"
 #include "erofs-layer/writer.h"
-#include "shared/io.h"
-#include "shared/macro.h"
-#include "shared/sha256.h"
+#include "common/io.h"
+#include "common/macro.h"
+#include "common/sha256.h"
 
 #define WHAT "ext4"
 #define DATA_CHUNK (1u << 20)

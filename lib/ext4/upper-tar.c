@@ -8,8 +8,8 @@
 #include <string.h>
 
 #include "erofs-layer/ext4.h"
-#include "shared/macro.h"
-#include "shared/util.h"
+#include "common/macro.h"
+#include "common/util.h"
 
 #define OVL "trusted.overlay."
 #define OVL_ESCAPED "trusted.overlay.overlay."

@@ -25,8 +25,8 @@
 #include <string.h>
 #include <zstd.h>
 
-#include "shared/macro.h"
-#include "shared/sha256.h"
+#include "common/macro.h"
+#include "common/sha256.h"
 
 #define OUT_SIZE EL_TARW_CHUNK
 #define STAGE_SIZE (256u << 10)

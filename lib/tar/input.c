@@ -28,9 +28,9 @@
 #include <unistd.h>
 #include <zstd.h>
 
-#include "shared/io.h"
-#include "shared/macro.h"
-#include "shared/sha256.h"
+#include "common/io.h"
+#include "common/macro.h"
+#include "common/sha256.h"
 
 #define WINDOW_SIZE (1u << 20)
 #define NWINDOWS 4

@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "erofs-layer/tar.h"
-#include "shared/macro.h"
+#include "common/macro.h"
 #include "tar-internal.h"
 
 struct arena_chunk {

@@ -18,7 +18,7 @@
 #include <string.h>
 
 #include "erofs-layer/tar.h"
-#include "shared/macro.h"
+#include "common/macro.h"
 #include "tar-internal.h"
 
 /* ustar header field offsets and sizes */

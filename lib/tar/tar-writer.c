@@ -17,7 +17,7 @@
 
 #include "compress-internal.h"
 #include "erofs-layer/tar.h"
-#include "shared/macro.h"
+#include "common/macro.h"
 #include "tar-internal.h"
 
 /* ustar header fields: offset, length */

@@ -17,9 +17,9 @@
 
 #include "containerd-proto.h"
 #include "rpc/rpc.h"
-#include "shared/io.h"
-#include "shared/macro.h"
-#include "shared/util.h"
+#include "common/io.h"
+#include "common/macro.h"
+#include "common/util.h"
 
 typedef Containerd__Services__Content__V1__InfoRequest InfoReq;
 typedef Containerd__Services__Content__V1__InfoResponse InfoResp;

@@ -18,10 +18,10 @@
 #include "erofs-layer/upper-tar.h"
 #include "ext4.h"
 #include "layout.h"
-#include "shared/io.h"
-#include "shared/macro.h"
-#include "shared/util.h"
-#include "shared/sha256.h"
+#include "common/io.h"
+#include "common/macro.h"
+#include "common/util.h"
+#include "common/sha256.h"
 
 /* The layer tar media types, OCI and Docker names; only the distributable
  * ones are written by Compare. */

@@ -14,11 +14,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "shared/endian.h"
-#include "shared/hash.h"
-#include "shared/io.h"
-#include "shared/macro.h"
-#include "shared/spawn.h"
+#include "common/endian.h"
+#include "common/hash.h"
+#include "common/io.h"
+#include "common/macro.h"
+#include "common/spawn.h"
 
 /* mkfs is chatty on stdout; the daemon's stdout is not a log */
 static int run(char *const argv[])

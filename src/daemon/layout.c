@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "shared/macro.h"
+#include "common/macro.h"
 
 int layout_open(const char *root, struct layout *ret)
 {

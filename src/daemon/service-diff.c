@@ -20,7 +20,7 @@
 #include "differ.h"
 #include "log.h"
 #include "rpc/rpc.h"
-#include "shared/macro.h"
+#include "common/macro.h"
 
 typedef Containerd__Types__Descriptor PbDescriptor;
 

@@ -19,8 +19,8 @@
 #include "log.h"
 #include "rpc/rpc.h"
 #include "service-introspection.h"
-#include "shared/io.h"
-#include "shared/macro.h"
+#include "common/io.h"
+#include "common/macro.h"
 
 #define UUID_LEN 36
 

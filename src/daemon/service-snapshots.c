@@ -16,7 +16,7 @@
 #include "google/protobuf/empty.pb-c.h"
 #include "log.h"
 #include "rpc/rpc.h"
-#include "shared/macro.h"
+#include "common/macro.h"
 #include "snapshots.pb-c.h"
 #include "snapshotter.h"
 

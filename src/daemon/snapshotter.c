@@ -53,7 +53,7 @@
 #include "ext4.h"
 #include "layout.h"
 #include "log.h"
-#include "shared/macro.h"
+#include "common/macro.h"
 
 /* a marker beside a chain's top layer: merging it failed for good, so the
  * chain keeps its per-layer mounts (which must never change later) */

@@ -44,10 +44,10 @@
 #include <string.h>
 #include <time.h>
 
-#include "shared/endian.h"
-#include "shared/hash.h"
-#include "shared/macro.h"
-#include "shared/sha256.h"
+#include "common/endian.h"
+#include "common/hash.h"
+#include "common/macro.h"
+#include "common/sha256.h"
 
 #define STORE_FORMAT	    1
 #define REC_VERSION	    1

@@ -18,8 +18,8 @@
 #include "commands.h"
 #include "erofs-layer/error.h"
 #include "erofs-layer/image.h"
-#include "shared/io.h"
-#include "shared/macro.h"
+#include "common/io.h"
+#include "common/macro.h"
 
 #define CAT_CHUNK (1u << 20)
 

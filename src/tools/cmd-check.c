@@ -16,7 +16,7 @@
 #include "commands.h"
 #include "erofs-layer/error.h"
 #include "erofs-layer/image.h"
-#include "shared/macro.h"
+#include "common/macro.h"
 
 EL_DEFINE_CLEANUP(struct el_image, el_image_close)
 

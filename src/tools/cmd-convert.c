@@ -17,8 +17,8 @@
 #include "erofs-layer/convert.h"
 #include "erofs-layer/dirconv.h"
 #include "erofs-layer/ext4.h"
-#include "shared/macro.h"
-#include "shared/sha256.h"
+#include "common/macro.h"
+#include "common/sha256.h"
 
 static void warn_cb(void *ud, const char *what, uint64_t off, const char *msg)
 {

@@ -13,9 +13,9 @@
 #include "commands.h"
 #include "erofs-layer/ext4.h"
 #include "erofs-layer/upper-tar.h"
-#include "shared/io.h"
-#include "shared/macro.h"
-#include "shared/sha256.h"
+#include "common/io.h"
+#include "common/macro.h"
+#include "common/sha256.h"
 
 static void warn_cb(void *ud, const char *what, uint64_t off, const char *msg)
 {

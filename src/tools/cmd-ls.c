@@ -31,7 +31,7 @@
 #include "commands.h"
 #include "erofs-layer/error.h"
 #include "erofs-layer/image.h"
-#include "shared/macro.h"
+#include "common/macro.h"
 
 #define SYMLINK_MAX 4095u
 

@@ -38,7 +38,7 @@
 #include "erofs-layer/image.h"
 #include "ext4.h"
 #include "layout.h"
-#include "shared/macro.h"
+#include "common/macro.h"
 #include "snapshotter.h"
 #include "store.h"
 

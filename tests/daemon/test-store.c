@@ -27,7 +27,7 @@
 
 #include <cmocka.h>
 
-#include "shared/hash.h"
+#include "common/hash.h"
 #include "store.h"
 
 struct fx {

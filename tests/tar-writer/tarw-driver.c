@@ -34,8 +34,8 @@
 #include <unistd.h>
 
 #include "erofs-layer/tar-writer.h"
-#include "shared/io.h"
-#include "shared/sha256.h"
+#include "common/io.h"
+#include "common/sha256.h"
 
 struct link {
 	dev_t dev;

@@ -12,8 +12,8 @@
 
 #include <cmocka.h>
 
-#include "shared/hash.h"
-#include "shared/sha256.h"
+#include "common/hash.h"
+#include "common/sha256.h"
 
 /* ---- independent references ---- */
 

@@ -15,7 +15,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "shared/spawn.h"
+#include "common/spawn.h"
 
 /* the lines of /proc/<child>/status that tell its signal state */
 static void child_status(char *buf, size_t size)

@@ -24,8 +24,8 @@
 #include "erofs/erofs_fs.h"
 #include "erofs/tree-internal.h"
 #include "live.h"
-#include "shared/endian.h"
-#include "shared/hash.h"
+#include "common/endian.h"
+#include "common/hash.h"
 
 #define BLK 4096u
 #define EPOCH 1700000000

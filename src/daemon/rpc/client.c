@@ -18,7 +18,7 @@
 #include <grpc/support/time.h>
 
 #include "rpc-internal.h"
-#include "shared/macro.h"
+#include "common/macro.h"
 
 struct rpc_client {
 	grpc_channel *channel;

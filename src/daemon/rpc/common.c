@@ -8,7 +8,7 @@
 #include <grpc/support/time.h>
 
 #include "rpc-internal.h"
-#include "shared/macro.h"
+#include "common/macro.h"
 
 /* Our constants are the wire values; keep them in step with gRPC's. */
 #define SAME(a, b) _Static_assert((int)(a) == (int)(b), #a)

@@ -38,7 +38,7 @@
 #include <grpc/support/time.h>
 
 #include "rpc-internal.h"
-#include "shared/macro.h"
+#include "common/macro.h"
 
 /* request_call operations kept outstanding: how many calls can arrive
  * between two turns of the dispatcher loop. */

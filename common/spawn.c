@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-#include "shared/spawn.h"
+#include "common/spawn.h"
 
 #include <errno.h>
 #include <fcntl.h>

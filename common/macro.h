@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#define EL_EXPORT __attribute__((visibility("default")))
+#include "erofs-layer/export.h" /* EL_EXPORT */
 #define EL_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define EL_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define EL_MAX(a, b) ((a) > (b) ? (a) : (b))
