@@ -4,7 +4,7 @@
 # convert-bench.sh: tar → EROFS conversion speed, memory and image size of
 # `erofs-layer convert` against the floor (`cat tar > out`) and, when they are
 # available, mkfs.erofs in tar mode: Debian 13's 1.8.6 and the version built
-# from Debian sid's source by fetch-mkfs-erofs.sh (DESIGN §10). See
+# from Debian sid's source by fetch-mkfs-erofs.sh (docs/architecture.md). See
 # bench/README.md.
 #
 # Builds nothing of the project: give it an erofs-layer binary. Inputs are
@@ -123,7 +123,7 @@ prepare_zstd() {
 	mv "$usr_zst.tmp" "$usr_zst"
 }
 
-# ---- mkfs.erofs 1.8.6 from Debian 13, unpacked (DESIGN §4, §10) ----
+# ---- mkfs.erofs 1.8.6 from Debian 13, unpacked (docs/containerd-contract.md, §10) ----
 
 mkfs_dir=$work/mkfs-trixie
 mkfs_pkgs=(erofs-utils libc6 liblz4-1 liblzma5 zlib1g libdeflate0 libzstd1 libxxhash0
@@ -461,7 +461,7 @@ if [ -n "$report" ]; then
 		echo
 		echo "Ratios are of median wall times. MB/s: uncompressed tar bytes per second (cat: input bytes)."
 		echo "Floors: cat = \`cat tar > out\`; isal-floor = isa-l inflate to /dev/null; zstd-floor = \`zstd -d > /dev/null\`."
-		echo "erofs-layer convert publishes its image with fsync (DESIGN §6); cat and mkfs.erofs (both versions) do not: the +fsync rows add \`sync OUT\` to them."
+		echo "erofs-layer convert publishes its image with fsync (docs/durability.md); cat and mkfs.erofs (both versions) do not: the +fsync rows add \`sync OUT\` to them."
 		echo
 		cat "$notes"
 	} > "$report"

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Little-endian encode/decode at the on-disk boundary (STYLE §3). */
+/* Little-endian encode/decode at the on-disk boundary. */
 #ifndef EL_ENDIAN_H
 #define EL_ENDIAN_H
 

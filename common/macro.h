@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Cleanup attributes, ownership transfer and checked arithmetic (STYLE §4, §5). */
+/* Cleanup attributes, ownership transfer and checked arithmetic. */
 #ifndef EL_MACRO_H
 #define EL_MACRO_H
 

@@ -19,7 +19,7 @@
 
 #include "erofs-layer/error.h"
 
-/* Inputs above this are ignored (STYLE §9: cap the input size). */
+/* Inputs above this are ignored (a bound keeps each run fast). */
 #define FUZZ_MAX_INPUT ((size_t)1 << 20)
 
 /* Aborts with a message: a broken invariant is a finding, not a rejection. */

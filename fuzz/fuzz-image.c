@@ -5,7 +5,7 @@
  * point: read_inode, readdir, xattrs, pread, map, file_extent and lookup.
  * Whatever the bytes, nothing may crash, hang or read out of bounds.
  *
- * STYLE §9: checksum rejection is skipped. When the superblock asks for a
+ * Checksum rejection is skipped, so that the fuzzer gets past it. When the superblock asks for a
  * checksum, the right one is written into the copy before opening it, so
  * that mutations of block 0 reach the code behind the checksum.
  */
@@ -25,7 +25,7 @@
 #define LOOKUP_MAX 32u
 #define PATH_LEN 1024u
 
-/* Superblock fields used for the checksum fix-up (reference §2.2). */
+/* Superblock fields used for the checksum fix-up (docs/erofs-format.md §2.2). */
 #define SB_OFF 1024u
 #define SB_MAGIC 0xE0F5E1E2u
 #define SB_CHECKSUM (SB_OFF + 4)

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Replays fuzz inputs without libFuzzer (STYLE §9): every regular file of the
+ * Replays fuzz inputs without libFuzzer: every regular file of the
  * directories (or the files) named on the command line goes through the
  * target's LLVMFuzzerTestOneInput, REPLAY_ROUNDS times each, so that state
  * leaking from one run into the next shows up too. Built with gcc or clang,

@@ -68,7 +68,7 @@ mark build $t
 section "2. containerd 2.1 and the guest's kernel (Debian packages, unpacked, not installed)"
 t=$SECONDS
 # Debian 12 ships containerd 1.6 (end of life); Debian sid's 2.1 runs here
-# unpacked (DESIGN §4a). Same cache as tests/integration.
+# unpacked (docs/containerd-contract.md). Same cache as tests/integration.
 ctd=${SPIN_DEBS:-/var/tmp/spin-debs}/containerd-sid
 bash scripts/fetch-debs.sh sid "$ctd" containerd
 export LAB_CONTAINERD=$ctd/usr/bin/containerd LAB_CTR=$ctd/usr/bin/ctr

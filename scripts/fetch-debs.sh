@@ -7,7 +7,7 @@
 # bookworm-backports, ...) of the mirror this machine already uses, and
 # unpacks them together into DEST with dpkg -x. Nothing is installed and the
 # system's apt sources are never touched: a private apt configuration lives in
-# DEST.apt/ (DESIGN §4). DEST/PACKAGES lists the .deb files unpacked; when it
+# DEST.apt/ (docs/containerd-contract.md). DEST/PACKAGES lists the .deb files unpacked; when it
 # exists and names the same packages, nothing is fetched again.
 #
 # Environment: FETCH_DEBS_QUIET=1 keeps apt's output in DEST.apt/*.log only.

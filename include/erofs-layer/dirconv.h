@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * A host directory → EROFS image: the second producer of the layer tree
- * (DESIGN §2), for the extract fallback and for container commit (an overlay
- * upper directory, DESIGN §5). The walk never follows symlinks and never
+ * (docs/architecture.md), for the extract fallback and for container commit (an overlay
+ * upper directory, docs/vm-runtime-contract.md). The walk never follows symlinks and never
  * crosses into another mount; each directory's names are taken in byte order,
  * so the image does not depend on readdir order.
  *

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * An ext4 image read in user space (libext2fs), never mounted: the writable
- * layer a guest VM wrote (rwlayer.img, DESIGN §5: `upper/` and `work/` at its
+ * layer a guest VM wrote (rwlayer.img, docs/vm-runtime-contract.md: `upper/` and `work/` at its
  * root). The image is untrusted: run el_ext4_fsck first, then open it
  * read-only and walk a subdirectory (usually "upper"). The walker is a
  * producer of struct el_entry plus file data, independent of EROFS: the

@@ -2,7 +2,7 @@
 /*
  * An overlayfs upper directory inside an ext4 image (a container's writable
  * layer, rwlayer.img) → an OCI image layer tar: the differ's Compare, i.e.
- * container commit as a tar (DESIGN §5). The image is read in user space
+ * container commit as a tar (docs/vm-runtime-contract.md). The image is read in user space
  * (el_ext4_walk), never mounted.
  *
  * Overlay form → OCI form:

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The EROFS writer (DESIGN §7): 4 KiB blocks, no compression. Regular-file
+ * The EROFS writer (docs/erofs-format.md): 4 KiB blocks, no compression. Regular-file
  * data is written while it streams, block-aligned and contiguous (FLAT_PLAIN)
  * from block 1 on; when the tree is complete, the metadata (inodes, xattrs,
  * directories) is planned, then emitted after the data, and block 0 (the
@@ -21,7 +21,7 @@
 struct el_writer;
 
 /* An extra device (a layer image) that regular files of a merged image point
- * into (DESIGN §7, format digest §8). */
+ * into (docs/erofs-format.md, format digest §8). */
 struct el_writer_device {
 	char tag[65]; /* NUL-terminated, at most 64 bytes */
 	uint64_t blocks;

@@ -2,7 +2,7 @@
 /*
  * el_image_check: a full walk of an EROFS image from its root, checking what
  * the kernel would trip over and what a correct writer must guarantee. §
- * numbers refer to reference/EROFS-FORMAT.md.
+ * numbers: docs/erofs-format.md.
  *
  * Superblock: magic, block size, dirblkbits, incompat bits (at open), the
  * checksum when SB_CHKSUM is set, no compression configs or long xattr

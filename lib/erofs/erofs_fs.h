@@ -5,8 +5,8 @@
  * Field names follow the kernel's fs/erofs/erofs_fs.h so that the two can be
  * read side by side. Every multi-byte field is little-endian on disk; the
  * structs are only ever filled or read through the el_le*() helpers, so the
- * code stays correct on a big-endian host. See ../shared/reference/
- * EROFS-FORMAT.md (§ numbers below refer to it).
+ * code stays correct on a big-endian host. See
+ * docs/erofs-format.md (§ numbers below: its table "Section numbers in the code").
  */
 #ifndef EL_EROFS_FS_H
 #define EL_EROFS_FS_H
@@ -20,7 +20,7 @@
 #define EROFS_SLOTSIZE (1u << EROFS_ISLOTBITS)
 #define EROFS_NULL_ADDR 0xFFFFFFFFu
 #define EROFS_NAME_LEN 255
-#define EROFS_BLKSIZBITS 12 /* we always write 4 KiB blocks (DESIGN §7) */
+#define EROFS_BLKSIZBITS 12 /* we always write 4 KiB blocks (docs/erofs-format.md) */
 #define EROFS_BLKSIZ (1u << EROFS_BLKSIZBITS)
 
 /* §2.1 feature bits */

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * User-space EROFS reader. § numbers refer to reference/EROFS-FORMAT.md.
+ * User-space EROFS reader. § numbers: docs/erofs-format.md.
  *
  * The image is hostile input: everything goes through pread with a range
  * checked (overflow-safe) against the image size first, every loop is bounded

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The VMDK descriptor of a merged image (DESIGN §8): a twoGbMaxExtentFlat
+ * The VMDK descriptor of a merged image (docs/vm-runtime-contract.md): a twoGbMaxExtentFlat
  * disk whose flat extents are fsmeta.erofs and then each layer image, so a
  * guest sees their concatenation as one disk. QEMU silently skips RDONLY
  * extents, so they are RW; the runtime attaches the disk read-only.

@@ -289,7 +289,7 @@ static int plan_epoch(struct plan *p, const struct el_writer_opts *opts)
 	return 0;
 }
 
-/* Overlay markers (DESIGN §7): opaque dirs, and origin on dirs with whiteouts
+/* Overlay markers (docs/erofs-format.md): opaque dirs, and origin on dirs with whiteouts
  * so that overlayfs does not iterate them directly. */
 static int plan_overlay_xattrs(struct plan *p)
 {

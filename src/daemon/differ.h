@@ -44,7 +44,7 @@ enum df_media differ_media(const char *media_type);
 
 /*
  * The snapshot directory the mounts belong to, when they are ours: the
- * extract shape of DESIGN §5, an overlay whose upperdir is <dir>/fs where
+ * extract shape of docs/vm-runtime-contract.md, an overlay whose upperdir is <dir>/fs where
  * <dir> holds the .erofslayer marker. -EOPNOTSUPP otherwise.
  */
 int differ_target(const struct df_mount *mounts, size_t n, char **ret_dir,
@@ -91,7 +91,7 @@ int differ_compression(const char *media_type, enum el_compression *ret);
 
 /*
  * The writable layer the right-hand mounts end with, when the pair is ours:
- * right = an active snapshot's mounts (DESIGN §5: the lower mounts, then
+ * right = an active snapshot's mounts (docs/vm-runtime-contract.md: the lower mounts, then
  * {ext4, <dir>/rwlayer.img} beside the .erofslayer marker) and left = those
  * same lower mounts (a View of the parent), or, for a snapshot without
  * parent, nothing or a bind of an empty directory. Then the changes are the

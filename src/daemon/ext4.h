@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The writable layer of an active snapshot: a sparse ext4 image with upper/
- * and work/ at its root, for the guest to stack overlayfs on (DESIGN §5). */
+ * and work/ at its root, for the guest to stack overlayfs on (docs/vm-runtime-contract.md). */
 #ifndef SES_EXT4_H
 #define SES_EXT4_H
 

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The storage layout under --root (DESIGN §6):
+ * The storage layout under --root (docs/durability.md):
  *   metadata.db
  *   snapshots/<id>/{.erofslayer, fs/, work/, lower/, layer.erofs, fsmeta.erofs,
  *                   merged.vmdk, rwlayer.img}

@@ -3,7 +3,7 @@
  * containerd.services.diff.v1.Diff over gRPC: decode, read or write the blob
  * through containerd's Content service, call the differ, encode. Mounts that
  * are not ours, and media types we do not know, answer UNIMPLEMENTED so that
- * containerd falls back to the next differ in its list (DESIGN §4).
+ * containerd falls back to the next differ in its list (docs/containerd-contract.md).
  */
 #include "service-diff.h"
 

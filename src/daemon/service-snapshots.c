@@ -2,7 +2,7 @@
 /*
  * containerd.services.snapshots.v1.Snapshots over gRPC: decode, call the
  * snapshotter, encode. Errors map to the codes containerd's errdefs read
- * (DESIGN §4).
+ * (docs/containerd-contract.md).
  */
 #include "service-snapshots.h"
 

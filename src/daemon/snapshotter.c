@@ -619,7 +619,7 @@ out:
 	return r;
 }
 
-/* The read-only lower mounts of a chain (DESIGN §5). */
+/* The read-only lower mounts of a chain (docs/vm-runtime-contract.md). */
 static int lower_mounts(struct snapshotter *sn, const uint64_t *ids, size_t n,
 			struct sn_mounts *m, struct el_error *err)
 {
@@ -799,8 +799,8 @@ static int write_rwlayer(struct snapshotter *sn, struct layout_stage *st)
 	return r < 0 ? r : ext4_template_write(sn->tmpl, st->fd, LAYOUT_RWLAYER);
 }
 
-/* What a snapshot's directory holds, by its kind, key and parent (DESIGN
- * §5, §6). A committed snapshot's comes from its active one. */
+/* What a snapshot's directory holds, by its kind, key and parent
+ * (docs/durability.md, docs/vm-runtime-contract.md). A committed snapshot's comes from its active one. */
 struct dir_shape {
 	bool none;	/* a view on a parent: its mounts are its parents' files */
 	bool lower;	/* a view without a parent: an empty lower/ */

@@ -2,7 +2,7 @@
 /*
  * The snapshotter, free of any transport: the snapshot state machine over the
  * store, the storage layout, the layer conversions and the mount shapes of
- * DESIGN §5. The gRPC service (service-snapshots.c) only decodes, calls these
+ * docs/vm-runtime-contract.md. The gRPC service (service-snapshots.c) only decodes, calls these
  * and encodes. Errors are negative errno values plus a message in err:
  *   -ENOENT not found, -EEXIST already exists, -EINVAL invalid argument,
  *   -EBUSY failed precondition (wrong kind, has children), -EOPNOTSUPP
@@ -81,7 +81,7 @@ typedef void (*sn_fault_fn)(const char *point, void *ud);
 void sn_set_fault_hook(struct snapshotter *sn, sn_fault_fn fn, void *ud);
 
 /* An extract snapshot is one whose key's last path element starts with
- * "extract-" (DESIGN §4). */
+ * "extract-" (docs/containerd-contract.md). */
 bool sn_is_extract_key(const char *key);
 /* The directory of a snapshot, for the differ (NULL if unknown). */
 char *sn_snapshot_dir(struct snapshotter *sn, const char *key);

@@ -12,7 +12,7 @@
  *
  * Ids are big-endian in LMDB keys so that LMDB's bytewise order is numeric
  * order (id walks, the children range scan). Everything in a record value is
- * little-endian (STYLE §3).
+ * little-endian.
  *
  * kenc: LMDB keys are at most 511 bytes (mdb_env_get_maxkeysize in Debian's
  * build) and containerd keys may be 4096. A key of up to KEY_INLINE bytes is

@@ -2,7 +2,7 @@
 /*
  * The snapshotter's metadata store: containerd's snapshots/storage MetaStore
  * (CreateSnapshot, GetInfo, UpdateInfo, CommitActive, Remove, WalkInfo,
- * IDMap) on LMDB, in one file <dir>/metadata.db (DESIGN §6).
+ * IDMap) on LMDB, in one file <dir>/metadata.db (docs/durability.md).
  *
  * Records: key → {kind, parent key, id, created, updated, labels, usage,
  * flags}. Ids come from a persistent counter: the id of a committed record

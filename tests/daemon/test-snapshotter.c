@@ -2,7 +2,7 @@
 /*
  * The snapshotter core (snapshotter.c over store, layout, ext4 and the
  * library's conversions), without gRPC: containerd's snapshotter contract,
- * the mount shapes of DESIGN §5 and the storage layout of DESIGN §6. Each
+ * the mount shapes of docs/vm-runtime-contract.md and the storage layout of docs/durability.md. Each
  * test gets a fresh --root under /var/tmp (a real file system: mkfs.ext4,
  * sparse files, xattrs, the immutable flag), removed afterwards.
  *
@@ -393,7 +393,7 @@ static bool run_ok(const char *cmd)
 	return st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0;
 }
 
-/* ---- Prepare and View: DESIGN §5's first rows ---- */
+/* ---- Prepare and View: docs/vm-runtime-contract.md's first rows ---- */
 
 static void test_prepare_active(void **state)
 {
@@ -2052,7 +2052,7 @@ static void *committer_main(void *p)
 
 /* containerd calls Mounts (ctr run, CRI's container start) while it unpacks
  * other images: the mounts of a chain whose fsmeta exists already must come
- * back at once, not after someone else's layer conversion (DESIGN §5: fsmeta
+ * back at once, not after someone else's layer conversion (docs/vm-runtime-contract.md: fsmeta
  * is made at Commit, so a Mounts has nothing to wait for). */
 static void test_mounts_during_commit(void **state)
 {

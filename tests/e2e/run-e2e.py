@@ -23,7 +23,7 @@ or `skip STEP: reason`:
              diffIDs, no walking-differ fallback, every chain ID committed
   prepare    `ctr snapshots prepare --mounts` on the top chain ID: the erofs
              fsmeta mount with one device= per layer (oldest first) and
-             merged.vmdk beside it, then the ext4 rwlayer.img (DESIGN §5)
+             merged.vmdk beside it, then the ext4 rwlayer.img (docs/vm-runtime-contract.md)
   boot       tests/guest/guest.py boots those mounts (6.12 kernel, merged.vmdk as
              one disk, rwlayer.img writable) and runs the image's busybox: the
              merged view, then a new file written and a lower file deleted;
@@ -246,7 +246,7 @@ def layer_dirs(mounts):
 
 def chain_mount_problems(m, dirs, what):
     """{erofs, <top>/fsmeta.erofs, [ro, loop, device=<oldest>, ..., device=<newest>]},
-    merged.vmdk beside fsmeta (DESIGN §5)."""
+    merged.vmdk beside fsmeta (docs/vm-runtime-contract.md)."""
     want = {"Type": "erofs", "Source": os.path.join(dirs[-1], "fsmeta.erofs"),
             "Options": ["ro", "loop"] + ["device=" + os.path.join(d, "layer.erofs") for d in dirs]}
     probs = []

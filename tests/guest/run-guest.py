@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: Apache-2.0
-"""Guest tests: the mounts our snapshotter returns (DESIGN §5), made here
+"""Guest tests: the mounts our snapshotter returns (docs/vm-runtime-contract.md), made here
 without containerd or the daemon, booted by tests/guest/guest.py in QEMU (TCG)
 with Debian's 6.12 (bookworm-backports) kernel, Debian 12's 6.1 for the
 --flat form, and Debian sid's 7.x for the main shapes again (the *-sid
@@ -189,7 +189,7 @@ class Env:
         return r
 
     def stack(self):
-        """L1..L3 converted and merged, in the daemon's layout (DESIGN §6):
+        """L1..L3 converted and merged, in the daemon's layout (docs/durability.md):
         snapshots/<n>/layer.erofs, fsmeta.erofs and merged.vmdk in the top's."""
         if self._stack:
             return self._stack
@@ -271,7 +271,7 @@ def expect_run(r, output, status, what):
 
 
 def mounts_active(layers, fsmeta, rwimg):
-    """DESIGN §5, an Active with parents: fsmeta with device= options (oldest
+    """docs/vm-runtime-contract.md, an Active with parents: fsmeta with device= options (oldest
     first), then the ext4."""
     return [{"type": "erofs", "source": fsmeta,
              "options": ["ro", "loop"] + ["device=" + p for p in layers]},
@@ -332,7 +332,7 @@ def case_translate(env):
 
 
 def case_active_vmdk(env, name="active-vmdk", suite=guest.DEFAULT_SUITE):
-    """Active with parents as DESIGN §5 returns it: merged.vmdk as one
+    """Active with parents as docs/vm-runtime-contract.md returns it: merged.vmdk as one
     read-only disk, rwlayer.img writable; merged view, a write, a delete."""
     k = env.kernel(suite)
     layers, fsmeta, _ = env.stack()
@@ -437,7 +437,7 @@ def case_flat_61(env, name="flat-6.1", suite=guest.BOOKWORM_SUITE):
 
 
 def case_vmdk_61_refused(env):
-    """DESIGN §7: 6.1 cannot mount the device-table fsmeta as one disk; the
+    """docs/erofs-format.md: 6.1 cannot mount the device-table fsmeta as one disk; the
     harness reports the guest's mount failure as an error, with the console."""
     k = env.kernel(guest.BOOKWORM_SUITE)
     layers, fsmeta, _ = env.stack()

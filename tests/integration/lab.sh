@@ -2,7 +2,7 @@
 # shellcheck shell=bash
 #
 # lab.sh: a private containerd with spin-erofs-snapshotter as its proxy
-# snapshotter, in one directory, without systemd (DESIGN §9). Source it:
+# snapshotter, in one directory, without systemd (docs/architecture.md). Source it:
 #
 #   . tests/integration/lab.sh
 #   lab_start /tmp/lab                  # daemon + containerd, both answering
@@ -193,7 +193,7 @@ EOF
 _lab_write_config_v2() {
 	# no CRI: quicker start, fewer logs
 	_lab_config_head 2 '"io.containerd.grpc.v1.cri",'
-	# containerd 1.7.4+ only (a proxy differ makes 1.6 panic, DESIGN §4)
+	# containerd 1.7.4+ only (a proxy differ makes 1.6 panic, docs/containerd-contract.md)
 	if [ "${LAB_DIFFER:-0}" = 1 ]; then
 		cat <<EOF
   [proxy_plugins.spin-erofs-diff]
@@ -212,7 +212,7 @@ EOF
 	fi
 }
 
-# Version 3 form, containerd 2.x (DESIGN §4a). The transfer service (ctr's
+# Version 3 form, containerd 2.x (docs/containerd-contract.md). The transfer service (ctr's
 # pull and import, CRI) unpacks with exactly the differ of the unpack_config
 # entry that names the snapshotter: ours with LAB_DIFFER=1, else containerd's
 # walking differ; overlayfs keeps an entry of its own (the tests' ground truth).

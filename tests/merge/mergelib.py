@@ -127,7 +127,7 @@ class Tar:
 
 
 def crc32c_raw(data, crc=0xFFFFFFFF):
-    """Castagnoli CRC without the final inversion (EROFS-FORMAT §2.2)."""
+    """Castagnoli CRC without the final inversion (docs/erofs-format.md)."""
     tab = _crc_table()
     for b in data:
         crc = tab[(crc ^ b) & 0xFF] ^ (crc >> 8)
@@ -411,7 +411,7 @@ def expected_from_overlay(snap):
 
 
 # ---------------------------------------------------------------------------
-# VMDK (DESIGN §8, EROFS-FORMAT §11.1)
+# VMDK (docs/vm-runtime-contract.md, docs/erofs-format.md)
 
 MAX_EXTENT = 4194304
 

@@ -23,7 +23,7 @@ CTRD_API = 'github.com/containerd/containerd/api'
 GOGO = '/usr/share/gocode/src/github.com/gogo/protobuf'
 GOOGLEAPIS = '/usr/share/gocode/src/github.com/gogo/googleapis'  # google/rpc/status.proto
 
-# Fields of later containerd releases (DESIGN §11) that 1.6 lacks.
+# Fields of later containerd releases (docs/containerd-contract.md) that 1.6 lacks.
 NEWER = {
     'containerd.services.snapshots.v1.CommitSnapshotRequest': {'parent'},
     'containerd.services.diff.v1.ApplyRequest': {'sync_fs'},

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The generated containerd messages, and the method paths we serve or call
- * (gRPC paths are "/<package>.<Service>/<Method>", DESIGN §11). */
+ * (gRPC paths are "/<package>.<Service>/<Method>", docs/containerd-contract.md). */
 #ifndef SES_CONTAINERD_PROTO_H
 #define SES_CONTAINERD_PROTO_H
 

@@ -6,7 +6,7 @@
  * batches on it, so any number of threads can call at once without a
  * shared dispatcher. (A queue shared by threads would hit gRPC's limit of
  * six concurrent pluckers; a `next` queue per thread would need a thread
- * registry.) The sequence is the one of DESIGN §11: initial metadata goes
+ * registry.) The sequence is the one of docs/containerd-contract.md: initial metadata goes
  * with the first outgoing batch, RECV_INITIAL_METADATA with the first
  * incoming one, messages are read until NULL, and only then the status.
  */
@@ -365,7 +365,7 @@ int rpc_stream_finish(struct rpc_stream *s, struct rpc_status *ret_status)
 		if (!s->send_closed)
 			(void)rpc_stream_close_send(s);
 		/* gRPC completes RECV_STATUS_ON_CLIENT only after every message
-		 * was read (DESIGN §3): drop what the caller left. */
+		 * was read (docs/architecture.md): drop what the caller left. */
 		while (!s->eos) {
 			grpc_byte_buffer *in = NULL;
 			grpc_op op[2];

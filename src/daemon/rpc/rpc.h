@@ -5,7 +5,7 @@
  * Snapshots and Diff services) and client (the differ reads and writes
  * containerd's Content service). Messages are protobuf-c ones.
  *
- * Rules that come from gRPC core (DESIGN §3, §11):
+ * Rules that come from gRPC core (docs/architecture.md, §11):
  * - after the first rpc_server_new()/rpc_client_new() gRPC runs threads of
  *   its own: never fork() without exec afterwards (use posix_spawn), and
  *   block the signals the daemon waits for (sigwait/signalfd) before, so
@@ -30,7 +30,7 @@
 #define RPC_MAX_MESSAGE_SIZE (64 * 1024 * 1024)
 
 /* gRPC status codes (the numbers are the wire values, see
- * grpc/status.h; containerd's errdefs map onto them, DESIGN §4). */
+ * grpc/status.h; containerd's errdefs map onto them, docs/containerd-contract.md). */
 enum {
 	RPC_OK = 0,
 	RPC_CANCELLED = 1,

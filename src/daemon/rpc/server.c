@@ -1,18 +1,18 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The gRPC server. One dispatcher thread drains one long-lived completion
- * queue (DESIGN §3: one queue per thread, never one per call); handlers run
+ * queue (docs/architecture.md: one queue per thread, never one per call); handlers run
  * on a worker pool and block on their own batches, which the dispatcher
  * completes by signalling the call's condition variable.
  *
- * Life of a call (the sequence of DESIGN §11):
+ * Life of a call (the sequence of docs/containerd-contract.md):
  *   request_call completes
  *     → post RECV_CLOSE_ON_SERVER (completes when the client is gone or the
  *       status went out: that is how cancellation is learnt)
  *     → post RECV_MESSAGE; when it completes the call goes to a worker
  *   worker: unpack, run the handler, which sends
  *     SEND_INITIAL_METADATA (always in the first outgoing batch: a status
- *     without initial metadata before it hangs some clients, DESIGN §3)
+ *     without initial metadata before it hangs some clients, docs/architecture.md)
  *     + SEND_MESSAGE... + SEND_STATUS_FROM_SERVER; the worker waits for
  *     the batches of a stream, not for the last one (the status): it moves
  *     on to the next call while the dispatcher sees that batch complete
@@ -20,7 +20,7 @@
  *   have all let go of it.
  *
  * Unknown methods get UNIMPLEMENTED straight from the dispatcher: containerd
- * 1.7 falls back to the next differ only on that code (DESIGN §4).
+ * 1.7 falls back to the next differ only on that code (docs/containerd-contract.md).
  */
 #include <errno.h>
 #include <fcntl.h>
