@@ -123,7 +123,7 @@ prepare_zstd() {
 	mv "$usr_zst.tmp" "$usr_zst"
 }
 
-# ---- mkfs.erofs 1.8.6 from Debian 13, unpacked (docs/containerd-contract.md, §10) ----
+# ---- mkfs.erofs 1.8.6 from Debian 13, unpacked (docs/containerd-contract.md) ----
 
 mkfs_dir=$work/mkfs-trixie
 mkfs_pkgs=(erofs-utils libc6 liblz4-1 liblzma5 zlib1g libdeflate0 libzstd1 libxxhash0

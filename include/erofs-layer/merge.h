@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Multi-layer images as one disk (docs/erofs-format.md, §8): the layer images, oldest
+ * Multi-layer images as one disk (docs/erofs-format.md §8): the layer images, oldest
  * first, are merged with overlay rules into a metadata-only fsmeta.erofs whose
  * regular files point into the layers, plus a VMDK descriptor listing fsmeta
  * then each layer as flat extents.

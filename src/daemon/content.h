@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * containerd's Content service as the differ uses it (docs/containerd-contract.md, §11): read
+ * containerd's Content service as the differ uses it (docs/containerd-contract.md): read
  * a blob as a byte stream (Apply), write a blob under an expected digest
  * (Compare). Every call carries the namespace header; writes also carry the
  * lease, when the caller had one.

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: Apache-2.0
 """Guest harness: boot the mounts our snapshotter returns in a QEMU VM, the way
-a VM runtime would, and run one command inside (docs/vm-runtime-contract.md, §9).
+a VM runtime would, and run one command inside (docs/vm-runtime-contract.md).
 
 Python 3.11 standard library only. As a module:
 

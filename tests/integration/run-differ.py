@@ -6,7 +6,7 @@
                   [--containerd 2.1|1.7] [--only GLOB]... [--keep] [-v] [--list]
 
 containerd 2.1.9 is Debian sid's package (the default), 1.7.24 Debian 13's,
-fetched and unpacked by scripts/fetch-debs.sh (docs/containerd-contract.md, §4a; cached in
+fetched and unpacked by scripts/fetch-debs.sh (docs/containerd-contract.md; cached in
 /var/tmp/spin-debs, or $SPIN_DEBS). On 2.1 the lab's config is version 3 and
 a private registry (Debian's docker-registry on 127.0.0.1, images pushed by
 skopeo) serves pulls: pull-registry (every layer through our Apply, the

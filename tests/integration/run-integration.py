@@ -391,7 +391,7 @@ def read_tail(path, n=2000):
 
 # ---- containerd releases ------------------------------------------------------------
 
-# The containerd releases the suites run on (docs/containerd-contract.md, §4a): 1.6 is Debian 12's
+# The containerd releases the suites run on (docs/containerd-contract.md): 1.6 is Debian 12's
 # package, 1.7 Debian 13's and 2.1 Debian sid's, both unpacked by
 # scripts/fetch-debs.sh into SPIN_DEBS (default /var/tmp/spin-debs), never
 # installed.

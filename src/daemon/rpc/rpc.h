@@ -5,7 +5,7 @@
  * Snapshots and Diff services) and client (the differ reads and writes
  * containerd's Content service). Messages are protobuf-c ones.
  *
- * Rules that come from gRPC core (docs/architecture.md, §11):
+ * Rules that come from gRPC core (docs/architecture.md):
  * - after the first rpc_server_new()/rpc_client_new() gRPC runs threads of
  *   its own: never fork() without exec afterwards (use posix_spawn), and
  *   block the signals the daemon waits for (sigwait/signalfd) before, so
