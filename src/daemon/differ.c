@@ -484,12 +484,15 @@ int differ_compare(const char *image, const char *media_type, bool has_epoch, in
 		return el_error_set(err, -EBUSY, image, EL_NO_OFFSET,
 				    "in use: attached to /dev/%s on this host; a writable layer is "
 				    "diffed once its guest is stopped and the image released", dev);
+	/* what the guest wrote is bad (a corrupt image, a redirect or
+	 * metacopy upper): InvalidArgument, as at Commit; an Unimplemented
+	 * would send containerd to a walking differ that cannot read it either */
 	r = el_ext4_fsck(image, err);
 	if (r < 0)
-		return r;
+		return r == -EUCLEAN || r == -EIO ? -EINVAL : r;
 	r = el_upper_tar_ext4(image, "upper", &topts, NULL, NULL, &res, err);
 	if (r < 0)
-		return r;
+		return r == -EUCLEAN || r == -EOPNOTSUPP ? -EINVAL : r;
 	ret->media_type = media_type && *media_type ? media_type : "application/vnd.oci.image.layer.v1.tar+gzip";
 	memcpy(ret->digest, "sha256:", 7);
 	el_hex(res.digest, 32, ret->digest + 7);

@@ -710,6 +710,30 @@ def t_compare_refusals(env):
         if [(t.name, t.mtime) for t in members] != [("stamp", 1000)]:
             probs.append("%s with source_date_epoch 1000: %s" % (
                 mt, [(t.name, t.mtime) for t in members]))
+    # what the guest wrote cannot be diffed: the image still in use on the
+    # host (FAILED_PRECONDITION, naming the loop device), an upper with an
+    # overlay redirect, a corrupt image (INVALID_ARGUMENT, not UNIMPLEMENTED:
+    # no fallback differ could read them either)
+    img = m[1]["Source"]
+    loop = env.host.losetup(img)
+    res = probe_diff(left, right, MEDIA_GZIP)
+    env.host.detach(loop)
+    if res["status"] != "FAILED_PRECONDITION" or os.path.basename(loop) not in res["message"]:
+        probs.append("in use on %s: %s %s" % (loop, res["status"], res["message"]))
+    rw = env.host.mount(["-t", "ext4", "-o", "loop", img], env.host.mountpoint("cmp-rw3"))
+    os.makedirs(os.path.join(rw, "upper", "moved"))
+    os.setxattr(os.path.join(rw, "upper", "moved"), "trusted.overlay.redirect", b"/orig")
+    env.host.umount(rw)
+    res = probe_diff(left, right, MEDIA_GZIP)
+    if res["status"] != "INVALID_ARGUMENT" or "redirect" not in res["message"]:
+        probs.append("redirect upper: %s %s" % (res["status"], res["message"]))
+    with open(img, "r+b") as f:
+        f.seek(1024)
+        f.write(b"\0" * 1024)  # the primary superblock
+        f.seek(0)
+    res = probe_diff(left, right, MEDIA_GZIP)
+    if res["status"] != "INVALID_ARGUMENT":
+        probs.append("corrupt image: %s %s" % (res["status"], res["message"]))
     lab.sn("rm", key)
     lab.ctr("leases", "rm", lease)
     check(not probs, "%d problems" % len(probs), probs)
