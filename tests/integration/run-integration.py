@@ -1692,9 +1692,10 @@ def t_extract(env):
         if e:
             probs.append(e)
         u = usage(lab.sn, name)
-        want_u = (os.path.getsize(layer), sb_inos(layer))
+        want_u = (dir_files_bytes(d), sb_inos(layer))
         if u != want_u:
-            probs.append("usage of the committed layer %s, expected (size, inodes) of layer.erofs %s" % (u, want_u))
+            probs.append("usage of the committed layer %s, expected (bytes of layer.erofs, fsmeta.erofs and "
+                         "merged.vmdk, inodes of layer.erofs) %s" % (u, want_u))
         vkey = env.name("probe-view")
         vm = view(lab, lab.sn, vkey, name)
         if not parent:
@@ -1750,13 +1751,14 @@ def t_cli(env):
     dirs = layer_dirs_of_chain(env, "multi")
     top = info["chain_ids"][-1]
     probs = []
-    # usage of every committed layer: layer.erofs bytes and inodes
+    # usage of every committed layer: the bytes of its layer.erofs and of the
+    # chain's fsmeta.erofs and merged.vmdk beside it, the layer's inodes
     for c, d in zip(info["chain_ids"], dirs):
         layer = os.path.join(d, "layer.erofs")
         u = usage(lab.sn, c)
-        if u != (os.path.getsize(layer), sb_inos(layer)):
-            probs.append("usage %s of %s, layer.erofs has %d bytes, %d inodes" % (
-                u, c[:19], os.path.getsize(layer), sb_inos(layer)))
+        if u != (dir_files_bytes(d), sb_inos(layer)):
+            probs.append("usage %s of %s, its files have %d bytes, layer.erofs %d inodes" % (
+                u, c[:19], dir_files_bytes(d), sb_inos(layer)))
     # labels
     drows = ls_table(lab.direct("ls").out)
     backend = [k for k in drows if k.endswith("/" + top)]
@@ -2417,6 +2419,13 @@ def prepare_workdir(env, keep_images=True):
     os.makedirs(env.host.mnt_dir)
     if len(env.lab_dir) > 80:
         fail("workdir %s is too long for unix socket paths" % env.work)
+
+
+def dir_files_bytes(d):
+    """What a committed snapshot's Usage counts: its layer.erofs and, on a
+    chain of two or more, the chain's fsmeta.erofs and merged.vmdk."""
+    return sum(os.path.getsize(os.path.join(d, f)) for f in ("layer.erofs", "fsmeta.erofs", "merged.vmdk")
+               if os.path.isfile(os.path.join(d, f)))
 
 
 def run_cases(env, cases, a, always=(), after_each=None, before_cleanup=None, remove_lab=False):
