@@ -43,39 +43,11 @@ fi
 [ "$(id -u)" = 0 ] || die "needs root (apt-get for the build dependencies)"
 
 # ---- the source package, through a private apt configuration ----
-uri=$(awk '/^URIs:/ && $2 ~ /\/debian\/?$/ { print $2; exit }' \
-	/etc/apt/sources.list.d/*.sources 2>/dev/null || true)
-if [ -z "$uri" ]; then
-	uri=$(awk '$1 == "deb" && $2 ~ /\/debian\/?$/ { print $2; exit }' \
-		/etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null || true)
-fi
-[ -n "$uri" ] || die "no Debian mirror found in /etc/apt/sources.list{,.d}"
-
 apt=$dest.apt
-mkdir -p "$apt/etc/sources.list.d" "$apt/etc/preferences.d" "$apt/state/lists/partial" \
-	"$apt/cache/archives/partial" "$apt/src"
-cat >"$apt/etc/sources.list.d/$suite-src.sources" <<EOF
-Types: deb-src
-URIs: $uri
-Suites: $suite
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-EOF
-: >"$apt/state/status"
-opts=(
-	-o "Dir::Etc::SourceList=/dev/null"
-	-o "Dir::Etc::SourceParts=$apt/etc/sources.list.d"
-	-o "Dir::Etc::Preferences=/dev/null"
-	-o "Dir::Etc::PreferencesParts=$apt/etc/preferences.d"
-	-o "Dir::State=$apt/state"
-	-o "Dir::State::Lists=$apt/state/lists"
-	-o "Dir::State::status=$apt/state/status"
-	-o "Dir::Cache=$apt/cache"
-	-o "APT::Architecture=amd64"
-	-o "APT::Architectures::=amd64"
-	-o "APT::Sandbox::User=root"
-	-o "Acquire::Languages=none"
-)
+# shellcheck source=scripts/private-apt.sh
+. "$(dirname "$0")/../scripts/private-apt.sh"
+private_apt_setup "$apt" "$suite" deb-src || exit 1
+uri=$PRIVATE_APT_URI opts=("${PRIVATE_APT_OPTS[@]}")
 log "erofs-utils source from $suite at $uri"
 apt-get "${opts[@]}" -q update >"$apt/update.log" 2>&1 ||
 	die "apt-get update of $suite (deb-src) failed, see $apt/update.log"

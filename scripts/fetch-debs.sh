@@ -26,39 +26,11 @@ if [ -f "$dest/PACKAGES.wanted" ] && [ "$(cat "$dest/PACKAGES.wanted")" = "$want
 	exit 0
 fi
 
-# The mirror the system already uses.
-uri=$(awk '/^URIs:/ && $2 ~ /\/debian\/?$/ { print $2; exit }' \
-	/etc/apt/sources.list.d/*.sources 2>/dev/null || true)
-if [ -z "$uri" ]; then
-	uri=$(awk '$1 == "deb" && $2 ~ /\/debian\/?$/ { print $2; exit }' \
-		/etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null || true)
-fi
-[ -n "$uri" ] || die "no Debian mirror found in /etc/apt/sources.list{,.d}"
-
-mkdir -p "$apt/etc/sources.list.d" "$apt/etc/preferences.d" "$apt/state/lists/partial" \
-	"$apt/cache/archives/partial" "$apt/debs"
-cat > "$apt/etc/sources.list.d/$suite.sources" <<EOF
-Types: deb
-URIs: $uri
-Suites: $suite
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-EOF
-: > "$apt/state/status"
-opts=(
-	-o "Dir::Etc::SourceList=/dev/null"
-	-o "Dir::Etc::SourceParts=$apt/etc/sources.list.d"
-	-o "Dir::Etc::Preferences=/dev/null"
-	-o "Dir::Etc::PreferencesParts=$apt/etc/preferences.d"
-	-o "Dir::State=$apt/state"
-	-o "Dir::State::Lists=$apt/state/lists"
-	-o "Dir::State::status=$apt/state/status"
-	-o "Dir::Cache=$apt/cache"
-	-o "APT::Architecture=amd64"
-	-o "APT::Architectures::=amd64"
-	-o "APT::Sandbox::User=root"
-	-o "Acquire::Languages=none"
-)
+# shellcheck source=scripts/private-apt.sh
+. "$(dirname "$0")/private-apt.sh"
+private_apt_setup "$apt" "$suite" deb || exit 1
+mkdir -p "$apt/debs"
+uri=$PRIVATE_APT_URI opts=("${PRIVATE_APT_OPTS[@]}")
 echo "fetch-debs: ${pkgs[*]} from $suite at $uri" >&2
 apt-get "${opts[@]}" -q update >"$apt/update.log" 2>&1 ||
 	die "apt-get update of $suite failed, see $apt/update.log"
