@@ -23,8 +23,23 @@
 #define el_image_corrupt(err, off, ...)                                            \
 	el_error_set(err, -EFSCORRUPTED, EL_IMAGE_WHAT, off, __VA_ARGS__)
 
+/* A few windows of the image kept in memory: metadata reads are small and
+ * close together (an inode, then its neighbour), and in a VM each pread is
+ * a costly trip through the hypervisor. */
+#define EL_IMAGE_WINDOW (32u << 10)
+#define EL_IMAGE_WINDOWS 4
+
+struct el_image_window {
+	uint8_t *buf; /* EL_IMAGE_WINDOW bytes, or NULL before first use */
+	uint64_t start; /* a multiple of EL_IMAGE_WINDOW */
+	size_t len;	/* bytes valid from start: less only at the image's end */
+	uint64_t used;	/* the image's read count when last used: LRU */
+};
+
 struct el_image {
 	int fd;
+	struct el_image_window win[EL_IMAGE_WINDOWS];
+	uint64_t reads;
 	uint64_t size; /* bytes of the image file or block device */
 	uint32_t blkszbits;
 	uint32_t blksz;

@@ -5,8 +5,9 @@
  * The image is hostile input: everything goes through pread with a range
  * checked (overflow-safe) against the image size first, every loop is bounded
  * by a count taken from the image size, and no allocation depends on a field
- * without that field being bounded first. Nothing is cached: the callers (ls,
- * cat, check, merge) touch each inode a handful of times.
+ * without that field being bounded first. Small reads are served from a few
+ * windows of the file (read once, kept for the life of the handle: an image
+ * handle is for one thread, and the file is expected not to change under it).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -66,6 +67,41 @@ static const char *const xattr_prefixes[] = {
 	[EROFS_XATTR_INDEX_SECURITY] = "security.",
 };
 
+/* The window holding byte off (read in on a miss, in the least recently
+ * used slot), or NULL with err set. off is inside the image. */
+static const struct el_image_window *window_at(struct el_image *img, uint64_t off,
+					       struct el_error *err)
+{
+	uint64_t start = off - off % EL_IMAGE_WINDOW;
+	struct el_image_window *w = &img->win[0];
+	int r;
+
+	img->reads++;
+	for (size_t i = 0; i < EL_IMAGE_WINDOWS; i++) {
+		struct el_image_window *c = &img->win[i];
+		if (c->buf && c->len && c->start == start) {
+			c->used = img->reads;
+			return c;
+		}
+		if (!c->buf || c->used < w->used)
+			w = c;
+	}
+	if (!w->buf && !(w->buf = malloc(EL_IMAGE_WINDOW))) {
+		el_error_set(err, -ENOMEM, EL_IMAGE_WHAT, off, "out of memory");
+		return NULL;
+	}
+	w->len = (size_t)EL_MIN((uint64_t)EL_IMAGE_WINDOW, img->size - start);
+	r = el_pread_full(img->fd, w->buf, w->len, start);
+	if (r < 0) {
+		w->len = 0;
+		el_error_set(err, r, EL_IMAGE_WHAT, start, "read failed: %s", strerror(-r));
+		return NULL;
+	}
+	w->start = start;
+	w->used = img->reads;
+	return w;
+}
+
 int el_image_read_at(struct el_image *img, void *buf, size_t len, uint64_t off,
 		     struct el_error *err)
 {
@@ -75,9 +111,25 @@ int el_image_read_at(struct el_image *img, void *buf, size_t len, uint64_t off,
 		return el_image_corrupt(err, off,
 					"%zu bytes needed here, but the image ends at byte %llu",
 					len, (unsigned long long)img->size);
-	r = el_pread_full(img->fd, buf, len, off);
-	if (r < 0)
-		return el_error_set(err, r, EL_IMAGE_WHAT, off, "read failed: %s", strerror(-r));
+	if (len >= EL_IMAGE_WINDOW) {
+		r = el_pread_full(img->fd, buf, len, off);
+		if (r < 0)
+			return el_error_set(err, r, EL_IMAGE_WHAT, off, "read failed: %s",
+					    strerror(-r));
+		return 0;
+	}
+	/* at most two windows */
+	while (len) {
+		const struct el_image_window *w = window_at(img, off, err);
+		if (!w)
+			return err->code;
+		size_t at = (size_t)(off - w->start);
+		size_t n = EL_MIN(len, w->len - at);
+		memcpy(buf, w->buf + at, n);
+		buf = (uint8_t *)buf + n;
+		off += n;
+		len -= n;
+	}
 	return 0;
 }
 
@@ -330,6 +382,8 @@ void el_image_close(struct el_image *img)
 	if (!img)
 		return;
 	el_closep(&img->fd);
+	for (size_t i = 0; i < EL_IMAGE_WINDOWS; i++)
+		free(img->win[i].buf);
 	free(img->devs);
 	free(img);
 }
