@@ -42,6 +42,7 @@ struct el_writer {
 	size_t wlen;
 	uint64_t high;	 /* no byte at or above this was ever written */
 	uint64_t kicked; /* writeback was started for the data below this */
+	uint64_t dropped; /* the page cache was told to drop the data below this */
 };
 
 /* Starts writeback of what was written so far, every WRITEBACK_STEP: the
@@ -52,12 +53,27 @@ struct el_writer {
  * 1.35 s (and the same on a plain disk). */
 #define WRITEBACK_STEP (16ull << 20)
 
+/* Data two steps behind the writeback kick (written back by then, as a
+ * rule) leaves the page cache: the writer never reads it again, the VM
+ * that boots the layer reads a small part of it, and a conversion that
+ * keeps every page takes fresh memory all the way. In a VM, fresh memory is
+ * what the hypervisor faults in page by page: measured here, the sixth
+ * 627 MB conversion in a row cost 1.5 s of system time instead of 0.25 s
+ * without this, and its wall time went from 2.2 s to 3.1 s. Pages still
+ * under writeback are skipped by the kernel; metadata, written last and
+ * read again by merges and checks, stays. */
+
 static void kick_writeback(struct el_writer *w)
 {
 	if (w->high - w->kicked < WRITEBACK_STEP)
 		return;
 	sync_file_range(w->fd, (off_t)w->kicked, (off_t)(w->high - w->kicked), SYNC_FILE_RANGE_WRITE);
 	w->kicked = w->high;
+	if (w->kicked - w->dropped >= 3 * WRITEBACK_STEP) {
+		uint64_t upto = w->kicked - 2 * WRITEBACK_STEP;
+		posix_fadvise(w->fd, (off_t)w->dropped, (off_t)(upto - w->dropped), POSIX_FADV_DONTNEED);
+		w->dropped = upto;
+	}
 }
 
 int el_writer_new(int fd, struct el_writer **ret)
