@@ -50,6 +50,7 @@
 #include "erofs-layer/ext4.h"
 #include "erofs-layer/image.h"
 #include "erofs-layer/merge.h"
+#include "merge-queue.h"
 #include "ext4.h"
 #include "layout.h"
 #include "log.h"
@@ -58,6 +59,13 @@
 /* a marker beside a chain's top layer: merging it failed for good, so the
  * chain keeps its per-layer mounts (which must never change later) */
 #define NOMERGE_MARKER ".nomerge"
+
+/* How long a committed chain's merge waits before it starts: containerd
+ * prepares the next layer's extract snapshot on it when the layer is one
+ * step of an unpack (measured: 5-7 ms after the Commit), and that drops the
+ * merge (docs/architecture.md). After an image's last layer the wait is
+ * dead time before its first container can start, so it is short. */
+#define MERGE_GRACE_MS 50
 
 struct wop;
 
@@ -82,9 +90,13 @@ struct snapshotter {
 	/* rwlayer.img's template, made at the first active Prepare */
 	pthread_mutex_t tmpl_lock;
 	struct ext4_template *tmpl;
+	/* the chain merges Commit leaves for later */
+	struct merge_queue *mq;
 	sn_fault_fn fault_fn;
 	void *fault_ud;
 };
+
+static void merge_job(void *ud, const uint64_t *ids, size_t n);
 
 /*
  * The points a crash test stops at: prepare:staged (directory made and
@@ -235,6 +247,11 @@ int sn_open(const struct sn_config *cfg, struct snapshotter **ret, struct el_err
 		goto fail;
 	if (r > 0)
 		log_info("removed %d leftover snapshot directories", r);
+	r = mq_new(merge_job, sn, cfg->merge_grace_ms ? cfg->merge_grace_ms : MERGE_GRACE_MS, &sn->mq);
+	if (r < 0) {
+		fail(err, r, "cannot start the merge thread: %s", strerror(-r));
+		goto fail;
+	}
 	*ret = sn;
 	return 0;
 fail:
@@ -246,6 +263,16 @@ void sn_close(struct snapshotter *sn)
 {
 	if (!sn)
 		return;
+	if (sn->mq) {
+		uint64_t run, dropped;
+		mq_stats(sn->mq, &run, &dropped);
+		if (run || dropped)
+			log_debug("chain merges: %" PRIu64 " run after Commit, %" PRIu64
+				  " left to the first mount (intermediate chains)",
+				  run, dropped);
+		mq_free(sn->mq);
+		sn->mq = NULL;
+	}
 	if (sn->wq_batches)
 		log_debug("group commit: %" PRIu64 " operations in %" PRIu64
 			  " transactions, at most %" PRIu64 " in one",
@@ -458,6 +485,11 @@ static int wq_submit(struct snapshotter *sn, struct wop *op)
 	return op->result;
 }
 
+void sn_merge_stats(struct snapshotter *sn, uint64_t *ret_run, uint64_t *ret_dropped)
+{
+	mq_stats(sn->mq, ret_run, ret_dropped);
+}
+
 void sn_group_commit_stats(struct snapshotter *sn, uint64_t *ret_ops, uint64_t *ret_batches,
 			   uint64_t *ret_max)
 {
@@ -532,9 +564,6 @@ static void busy_release(struct snapshotter *sn, uint64_t id)
 	pthread_mutex_unlock(&sn->busy_lock);
 }
 
-/* fsmeta.erofs + merged.vmdk for the chain ids[0..n) in the top's directory.
- * Returns 0 when they exist (or were made), 1 when the chain cannot be
- * merged (per-layer mounts, for good), or -errno. */
 /* Bytes of the fsmeta.erofs and merged.vmdk in directory id. */
 static uint64_t chain_files_bytes(struct snapshotter *sn, uint64_t id)
 {
@@ -550,6 +579,9 @@ static uint64_t chain_files_bytes(struct snapshotter *sn, uint64_t id)
 	return sum;
 }
 
+/* fsmeta.erofs + merged.vmdk for the chain ids[0..n) in the top's directory.
+ * Returns 0 when they exist (or were made), 1 when the chain cannot be
+ * merged (per-layer mounts, for good), or -errno. */
 static int ensure_fsmeta(struct snapshotter *sn, const uint64_t *ids, size_t n,
 			 struct el_error *err)
 {
@@ -589,7 +621,10 @@ static int ensure_fsmeta(struct snapshotter *sn, const uint64_t *ids, size_t n,
 	struct el_error merr;
 	struct el_merge_result res;
 	el_error_clear(&merr);
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	r = el_merge((const char *const *)layers, n, fsmeta, vmdk, NULL, &res, &merr);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
 	if (r == -EL_EUNMERGEABLE) {
 		char buf[700];
 		log_warn("chain of %zu layers ending at snapshot %" PRIu64
@@ -604,8 +639,9 @@ static int ensure_fsmeta(struct snapshotter *sn, const uint64_t *ids, size_t n,
 		r = fail(err, r, "cannot merge the layers under snapshot %" PRIu64 ": %s", top,
 			 el_error_format(&merr, buf, sizeof(buf)));
 	} else {
-		log_debug("merged %zu layers into snapshot %" PRIu64 " (%" PRIu64 " inodes)", n, top,
-			  res.inodes);
+		log_debug("merged %zu layers into snapshot %" PRIu64 " (%" PRIu64 " inodes) in %.1f ms",
+			  n, top, res.inodes,
+			  (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
 		if (sn->cfg.set_immutable) {
 			layout_set_immutable(&sn->layout, top, LAYOUT_FSMETA, true);
 			layout_set_immutable(&sn->layout, top, LAYOUT_VMDK, true);
@@ -619,6 +655,20 @@ out:
 	return r;
 }
 
+/* The merge queue's worker: a failure here is not the end of it, the
+ * chain's first mount tries again and answers with the error. */
+static void merge_job(void *ud, const uint64_t *ids, size_t n)
+{
+	struct snapshotter *sn = ud;
+	struct el_error err;
+
+	el_error_clear(&err);
+	if (ensure_fsmeta(sn, ids, n, &err) < 0)
+		log_warn("merging the chain of %zu layers ending at snapshot %" PRIu64
+			 " after its Commit: %s (its first mount tries again)",
+			 n, ids[n - 1], err.msg);
+}
+
 /* The read-only lower mounts of a chain (docs/vm-runtime-contract.md). */
 static int lower_mounts(struct snapshotter *sn, const uint64_t *ids, size_t n,
 			struct sn_mounts *m, struct el_error *err)
@@ -630,6 +680,8 @@ static int lower_mounts(struct snapshotter *sn, const uint64_t *ids, size_t n,
 		return 0;
 	if (n == 1)
 		return mount_add(m, "erofs", layout_path(&sn->layout, ids[0], LAYOUT_LAYER), ro_loop);
+	/* a queued merge of this chain is done here and now */
+	mq_drop(sn->mq, ids[n - 1]);
 	r = ensure_fsmeta(sn, ids, n, err);
 	if (r < 0)
 		return r;
@@ -904,6 +956,10 @@ int sn_prepare(struct snapshotter *sn, enum snap_kind kind, const char *key, con
 	}
 	/* the record is committed: the directory is the snapshot's */
 	layout_stage_free(&sn->layout, EL_TAKE_PTR(o.stage), true);
+	/* the parent is a step of an unpack: its chain is not what a
+	 * container mounts, unless one asks (then its mount merges it) */
+	if (o.info.parent_id && sn_is_extract_key(key))
+		mq_drop(sn->mq, o.info.parent_id);
 
 	/* mounts from a read transaction: merging a chain may take a while */
 	r = store_txn_begin(sn->store, false, &txn);
@@ -1193,21 +1249,6 @@ int sn_commit_onto(struct snapshotter *sn, const char *name, const char *key, co
 		return r;
 	if (sn->cfg.set_immutable)
 		layout_set_immutable(&sn->layout, info.id, LAYOUT_LAYER, true);
-	if (n >= 1) {
-		/* the chain ending here gets its fsmeta now: mounts never change */
-		uint64_t *all = realloc(ids, (n + 1) * sizeof(*all));
-		if (!all)
-			return fail(err, -ENOMEM, "out of memory");
-		ids = all;
-		ids[n++] = info.id;
-		r = ensure_fsmeta(sn, ids, n, err);
-		if (r < 0)
-			return r;
-		/* they are this snapshot's files: its Usage counts them (the
-		 * kubelet's image GC reads the sum through ImageFsInfo) */
-		if (r == 0)
-			size += chain_files_bytes(sn, info.id);
-	}
 
 	if (sn_is_extract_key(key) && made) {
 		/* its directory was not made durable at Prepare: it must be
@@ -1227,6 +1268,22 @@ int sn_commit_onto(struct snapshotter *sn, const char *name, const char *key, co
 	layout_remove_subdir(&sn->layout, info.id, "fs");
 	layout_remove_subdir(&sn->layout, info.id, "work");
 	layout_remove_subdir(&sn->layout, info.id, LAYOUT_RWLAYER);
+	if (n >= 1) {
+		/* The chain ending here gets its fsmeta after the answer, on
+		 * the merge thread: containerd applies the next layer
+		 * meanwhile. Its mounts wait for it; what they name never
+		 * changes (a chain that cannot merge is marked so, for good). */
+		uint64_t *all = realloc(ids, (n + 1) * sizeof(*all));
+		if (all) {
+			ids = all;
+			ids[n++] = info.id;
+			if (parent)
+				mq_drop(sn->mq, ids[n - 2]); /* a step of a 2.2-style unpack */
+		}
+		if (!all || mq_add(sn->mq, ids, n) < 0)
+			log_warn("commit %s: no memory to queue the merge of its chain; its first "
+				 "mount does it", name);
+	}
 	return 0;
 }
 
@@ -1255,7 +1312,12 @@ int sn_remove(struct snapshotter *sn, const char *key, struct el_error *err)
 	if (r < 0)
 		return r;
 	fault(sn, "remove:committed");
-	/* the record is gone for good: the directory may go, outside any lock */
+	/* the record is gone for good: its chain's merge too (a running one
+	 * ends first), then the directory, outside any lock */
+	uint64_t *ids = NULL;
+	size_t n = 0;
+	if (mq_settle(sn->mq, o.id, &ids, &n))
+		free(ids);
 	r = layout_remove(&sn->layout, o.id);
 	if (r < 0)
 		log_warn("remove %s: its directory %" PRIu64 " stays until cleanup: %s", key, o.id,
@@ -1305,7 +1367,17 @@ int sn_usage(struct snapshotter *sn, const char *key, uint64_t *ret_size, uint64
 	if (r < 0)
 		return r;
 	if (info.kind == SNAP_KIND_COMMITTED) {
-		size = info.usage_size;
+		_cleanup_free_ uint64_t *ids = NULL;
+		size_t n = 0;
+		struct el_error merr;
+		/* its chain's merge, if Commit left it queued, is done first:
+		 * the answer then counts its files */
+		el_error_clear(&merr);
+		if (mq_settle(sn->mq, info.id, &ids, &n) && ensure_fsmeta(sn, ids, n, &merr) < 0)
+			log_warn("usage %s: merging its chain: %s", key, merr.msg);
+		/* the chain's files are this snapshot's: its Usage counts them
+		 * (the kubelet's image GC reads the sum through ImageFsInfo) */
+		size = info.usage_size + chain_files_bytes(sn, info.id);
 		inodes = info.usage_inodes;
 	} else if (info.kind == SNAP_KIND_ACTIVE) {
 		_cleanup_free_ char *dir = layout_path(&sn->layout, info.id, NULL);

@@ -22,6 +22,8 @@ struct sn_config {
 	const char *root;
 	uint64_t default_size; /* bytes of a new rwlayer.img */
 	bool set_immutable;
+	/* how long a chain's merge waits after its Commit (0: 50 ms) */
+	unsigned merge_grace_ms;
 };
 
 struct sn_mount {
@@ -72,6 +74,9 @@ int sn_walk(struct snapshotter *sn, store_walk_fn fn, void *ud, struct el_error 
 
 /* Writes share transactions (group commit): how many operations went
  * through, in how many transactions, and the most in one. */
+/* Chain merges run after their Commit, and dropped as intermediate steps of
+ * an unpack (left to a first mount). */
+void sn_merge_stats(struct snapshotter *sn, uint64_t *ret_run, uint64_t *ret_dropped);
 void sn_group_commit_stats(struct snapshotter *sn, uint64_t *ret_ops, uint64_t *ret_batches,
 			   uint64_t *ret_max);
 

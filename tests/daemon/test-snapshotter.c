@@ -823,6 +823,16 @@ static void check_chain(struct fx *f, const char *const *layers, size_t n)
 	char *vmdk = sfile(f, layers[n - 1], LAYOUT_VMDK);
 	const char **vpaths = calloc(n + 1, sizeof(*vpaths));
 
+	/* the top itself has no mounts (committed); a view on it, an active on it */
+	FAILS(-EBUSY, sn_mounts(f->sn, layers[n - 1], &m, &err_));
+
+	char *vkey = pathf("default/8/view-%u", ++f->seq);
+	MUST(sn_prepare(f->sn, SNAP_KIND_VIEW, vkey, layers[n - 1], NULL, 0, &m, &err_));
+	assert_int_equal(m.n, 1);
+	assert_merged_mount(f, &m.v[0], layers, n);
+	sn_mounts_free(&m);
+	/* the mount names the files: they are there (Commit queued the merge,
+	 * the mount waited for it or did it) */
 	assert_true(exists(fsmeta));
 	assert_true(exists(vmdk));
 	/* the VMDK lists fsmeta then each layer, oldest first */
@@ -843,15 +853,6 @@ static void check_chain(struct fx *f, const char *const *layers, size_t n)
 	char *base_fsmeta = sfile(f, layers[0], LAYOUT_FSMETA);
 	assert_false(exists(base_fsmeta));
 	free(base_fsmeta);
-
-	/* the top itself has no mounts (committed); a view on it, an active on it */
-	FAILS(-EBUSY, sn_mounts(f->sn, layers[n - 1], &m, &err_));
-
-	char *vkey = pathf("default/8/view-%u", ++f->seq);
-	MUST(sn_prepare(f->sn, SNAP_KIND_VIEW, vkey, layers[n - 1], NULL, 0, &m, &err_));
-	assert_int_equal(m.n, 1);
-	assert_merged_mount(f, &m.v[0], layers, n);
-	sn_mounts_free(&m);
 
 	char *akey = pathf("default/8/ctr-%u", ++f->seq);
 	MUST(sn_prepare(f->sn, SNAP_KIND_ACTIVE, akey, layers[n - 1], NULL, 0, &m, &err_));
@@ -968,6 +969,104 @@ static void test_chain_3(void **state)
 	check_chain(f, layers, 3);
 }
 
+/* ---- the merge Commit leaves for later ---- */
+
+static bool wait_exists(const char *path, int ms)
+{
+	for (int i = 0; i < ms / 10 && !exists(path); i++)
+		usleep(10 * 1000);
+	return exists(path);
+}
+
+static uint64_t file_bytes(const char *path)
+{
+	struct stat st;
+	return stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+}
+
+/* Commit answers before its chain is merged; the merge thread does it
+ * after the grace period, unless an extract snapshot is prepared on the
+ * layer first (a step of an unpack: no merge until a mount asks); Usage
+ * and Remove right after Commit wait for it or drop it. */
+static void test_chain_merge_deferred(void **state)
+{
+	struct fx *f = *state;
+	const char *l[] = { "default/2/sha256:d1", "default/2/sha256:d2", "default/2/sha256:d3",
+			    "default/2/sha256:d4", "default/2/sha256:d5" };
+	char *fsmeta[5] = { 0 }, *vmdk[5] = { 0 };
+	struct sn_mounts m = { 0 };
+	uint64_t run0, dropped0, run, dropped;
+#define LAYER(i, parent, what)                                        \
+	do {                                                          \
+		make_layer(f, l[i], parent, NULL, (void *)what);      \
+		fsmeta[i] = sfile(f, l[i], LAYOUT_FSMETA);            \
+		vmdk[i] = sfile(f, l[i], LAYOUT_VMDK);                \
+	} while (0)
+
+	f->cfg.merge_grace_ms = 300;
+	reopen(f);
+	sn_merge_stats(f->sn, &run0, &dropped0);
+	/* d2 on d1: merged on the thread, with no one asking */
+	LAYER(0, NULL, "one");
+	LAYER(1, l[0], "two");
+	assert_true(wait_exists(vmdk[1], 10000));
+	assert_true(exists(fsmeta[1]));
+	sn_merge_stats(f->sn, &run, &dropped);
+	assert_int_equal(run - run0, 1);
+
+	/* d3, then d4 prepared on it at once: d3's chain is a step, dropped */
+	LAYER(2, l[1], "three");
+	LAYER(3, l[2], "four");
+	assert_true(wait_exists(vmdk[3], 10000));
+	assert_false(exists(fsmeta[2]));
+	sn_merge_stats(f->sn, &run, &dropped);
+	assert_int_equal(dropped - dropped0, 1);
+	/* ... until a view asks */
+	MUST(sn_prepare(f->sn, SNAP_KIND_VIEW, "default/3/v3", l[2], NULL, 0, &m, &err_));
+	assert_int_equal(m.n, 1);
+	assert_string_equal(m.v[0].source, fsmeta[2]);
+	sn_mounts_free(&m);
+	assert_true(exists(fsmeta[2]) && exists(vmdk[2]));
+	MUST(sn_remove(f->sn, "default/3/v3", &err_));
+
+	/* Usage right after Commit counts the chain's files: it merges first */
+	f->cfg.merge_grace_ms = 60 * 1000;
+	reopen(f);
+	LAYER(4, l[3], "five");
+#undef LAYER
+	assert_false(exists(fsmeta[4]));
+	uint64_t size, inodes;
+	MUST(sn_usage(f->sn, l[4], &size, &inodes, &err_));
+	char *layer = sfile(f, l[4], LAYOUT_LAYER);
+	assert_true(exists(fsmeta[4]));
+	assert_int_equal(size, file_bytes(layer) + file_bytes(fsmeta[4]) + file_bytes(vmdk[4]));
+	free(layer);
+
+	/* Remove right after Commit: the queued merge goes with it */
+	make_layer(f, "default/2/sha256:d6", l[4], NULL, (void *)"six");
+	char *d6 = sdir(f, "default/2/sha256:d6");
+	assert_true(exists(d6));
+	MUST(sn_remove(f->sn, "default/2/sha256:d6", &err_));
+	assert_false(exists(d6));
+	free(d6);
+	/* and a restart with a merge queued: Commit's merge is lost, the
+	 * first mount makes it */
+	make_layer(f, "default/2/sha256:d7", l[4], NULL, (void *)"seven");
+	char *f7 = sfile(f, "default/2/sha256:d7", LAYOUT_FSMETA);
+	reopen(f);
+	assert_false(exists(f7));
+	MUST(sn_prepare(f->sn, SNAP_KIND_VIEW, "default/3/v7", "default/2/sha256:d7", NULL, 0, &m,
+			&err_));
+	assert_string_equal(m.v[0].source, f7);
+	sn_mounts_free(&m);
+	assert_true(exists(f7));
+	free(f7);
+	for (int i = 0; i < 5; i++) {
+		free(fsmeta[i]);
+		free(vmdk[i]);
+	}
+}
+
 /* ---- a chain that cannot be merged: per-layer mounts, for good ---- */
 
 /* A layer made by Debian's mkfs.erofs (1.5): small files are FLAT_INLINE,
@@ -1010,13 +1109,18 @@ static void test_chain_unmergeable(void **state)
 		skip();
 	check_image(pre, NULL);
 
+	/* the merge runs after Commit (on the merge thread) or at the first
+	 * mount, whichever comes first: the warning comes from one of them */
 	capture_start(&cap);
 	struct el_error cerr;
 	el_error_clear(&cerr);
 	int r = sn_commit(f->sn, l2, key, NULL, 0, &cerr);
-	char *log = capture_end(&cap);
 	if (r < 0)
 		fail_msg("commit %s: %s", l2, cerr.msg);
+
+	/* per-layer mounts, oldest first, the same on every call */
+	MUST(sn_prepare(f->sn, SNAP_KIND_VIEW, "default/5/v", l2, NULL, 0, &m, &err_));
+	char *log = capture_end(&cap);
 	/* logged, as a warning */
 	assert_non_null(strstr(log, "level=warning"));
 	assert_non_null(strstr(log, "cannot be merged"));
@@ -1025,9 +1129,6 @@ static void test_chain_unmergeable(void **state)
 	char *l1img = sfile(f, l1, LAYOUT_LAYER), *l2img = sfile(f, l2, LAYOUT_LAYER);
 	char *fsmeta = sfile(f, l2, LAYOUT_FSMETA);
 	assert_false(exists(fsmeta));
-
-	/* per-layer mounts, oldest first, the same on every call */
-	MUST(sn_prepare(f->sn, SNAP_KIND_VIEW, "default/5/v", l2, NULL, 0, &m, &err_));
 	dump_mounts(&m);
 	assert_int_equal(m.n, 2);
 	assert_mount(&m.v[0], "erofs", l1img, (const char *const[]){ "ro", "loop", NULL });
@@ -1955,6 +2056,9 @@ static void test_set_immutable(void **state)
 	make_layer(f, l2, l1, NULL, (void *)"two");
 	char *i1 = sfile(f, l1, LAYOUT_LAYER), *i2 = sfile(f, l2, LAYOUT_LAYER);
 	char *fsmeta = sfile(f, l2, LAYOUT_FSMETA), *vmdk = sfile(f, l2, LAYOUT_VMDK);
+	/* the view waits for the chain's merge */
+	MUST(sn_prepare(f->sn, SNAP_KIND_VIEW, "v", l2, NULL, 0, &m, &err_));
+	sn_mounts_free(&m);
 	assert_true(is_immutable(i1));
 	assert_true(is_immutable(i2));
 	assert_true(is_immutable(fsmeta));
@@ -1963,9 +2067,6 @@ static void test_set_immutable(void **state)
 	assert_int_equal(unlink(i1), -1);
 	assert_int_equal(errno, EPERM);
 	assert_int_equal(open(i1, O_WRONLY | O_CLOEXEC), -1);
-
-	MUST(sn_prepare(f->sn, SNAP_KIND_VIEW, "v", l2, NULL, 0, &m, &err_));
-	sn_mounts_free(&m);
 
 	/* a commit that fails after the layer was made (the name is taken):
 	 * the active one is still removable */
@@ -2999,6 +3100,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_chain_3, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_commit_onto_parent, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_chain_unmergeable, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_chain_merge_deferred, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_commit_active, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_commit_in_use, setup, teardown),
