@@ -264,6 +264,11 @@ static char *field_str(struct el_tar *t, const uint8_t *h, size_t off, size_t le
 	return s;
 }
 
+static int oom(struct el_error *err)
+{
+	return el_error_set(err, -ENOMEM, NULL, EL_NO_OFFSET, "out of memory");
+}
+
 /* Reads the payload of a meta entry ('L', 'K', 'x', 'g') into a fresh buffer
  * with a NUL after it. */
 static int read_payload(struct el_tar *t, uint64_t size, uint64_t limit, const char *what,
@@ -273,23 +278,20 @@ static int read_payload(struct el_tar *t, uint64_t size, uint64_t limit, const c
 		return el_error_set(err, -E2BIG, "tar stream", hoff + 124,
 				    "%s of %llu bytes exceeds the limit of %llu", what,
 				    (unsigned long long)size, (unsigned long long)limit);
-	char *buf = malloc((size_t)size + 1);
+	_cleanup_free_ char *buf = malloc((size_t)size + 1);
 	if (!buf)
-		return el_error_set(err, -ENOMEM, NULL, EL_NO_OFFSET, "out of memory");
+		return oom(err);
 	long n = read_bytes(t, buf, (size_t)size, err);
-	if (n < 0 || (uint64_t)n != size) {
-		free(buf);
-		return n < 0 ? (int)n
-			     : el_error_set(err, -EINVAL, "tar stream", t->off,
-					    "unexpected end of input inside %s", what);
-	}
+	if (n < 0)
+		return (int)n;
+	if ((uint64_t)n != size)
+		return el_error_set(err, -EINVAL, "tar stream", t->off,
+				    "unexpected end of input inside %s", what);
 	buf[size] = 0;
 	int r = skip_bytes(t, padding(size), what, err);
-	if (r < 0) {
-		free(buf);
+	if (r < 0)
 		return r;
-	}
-	*ret = buf;
+	*ret = EL_TAKE_PTR(buf);
 	return 0;
 }
 
@@ -305,7 +307,7 @@ static int global_append(struct el_tar *t, char *payload, size_t len, uint64_t p
 	void *p = realloc(t->globals, (t->nglobals + 1) * sizeof(*t->globals));
 	if (!p) {
 		free(payload);
-		return el_error_set(err, -ENOMEM, NULL, EL_NO_OFFSET, "out of memory");
+		return oom(err);
 	}
 	t->globals = p;
 	t->globals[t->nglobals++] = (struct global_pax){ payload, len, poff };
@@ -467,12 +469,402 @@ static int check_sparse(struct el_tar *t, uint64_t hoff, struct el_error *err)
 	return 0;
 }
 
+/* The meta entries ('L', 'K', 'x') read so far for the entry that follows
+ * them: malloc'd payloads, freed once el_tar_next returns. */
+struct pending {
+	char *long_name, *long_link;
+	char *pax;
+	size_t pax_len;
+	uint64_t pax_off;
+};
+
+static void pending_release(struct pending *p)
+{
+	int saved = errno;
+
+	free(p->long_name);
+	free(p->long_link);
+	free(p->pax);
+	*p = (struct pending){ 0 };
+	errno = saved;
+}
+
+/* Reads the next header block into h, at *ret_hoff: 1, 0 at the
+ * end-of-archive marker, or -errno. */
+static int read_header(struct el_tar *t, uint8_t *h, const struct pending *p,
+		       uint64_t *ret_hoff, struct el_error *err)
+{
+	uint64_t hoff = t->off;
+	long n = read_bytes(t, h, TAR_BLOCK, err);
+
+	*ret_hoff = hoff;
+	if (n < 0)
+		return (int)n;
+	if (n == 0)
+		return el_error_set(err, -EINVAL, "tar stream", hoff,
+				    "unexpected end of input: no end-of-archive marker");
+	if (n != TAR_BLOCK)
+		return el_error_set(err, -EINVAL, "tar stream", hoff,
+				    "truncated header (%ld of 512 bytes)", n);
+	if (is_zero_block(h)) {
+		/* a long name or PAX header promised an entry */
+		if (p->long_name || p->long_link || p->pax)
+			return el_error_set(err, -EINVAL, "tar stream", hoff,
+					    "end-of-archive marker after an extended header");
+		t->at_end = true;
+		return 0;
+	}
+	int r = verify_checksum(h, hoff, err);
+	return r < 0 ? r : 1;
+}
+
+/* GNU 'L' or 'K': the name itself is the payload; a second one before the
+ * entry replaces the first. */
+static int read_long_name(struct el_tar *t, uint64_t size, uint64_t hoff, const char *what,
+			  char **slot, struct el_error *err)
+{
+	char *payload;
+	int r = read_payload(t, size, EL_TAR_MAX_LONGNAME, what, hoff, &payload, err);
+
+	if (r < 0)
+		return r;
+	free(*slot);
+	*slot = payload;
+	return 1;
+}
+
+/* PAX 'x': records for the next entry only, applied once its ustar header
+ * is read (they override it). */
+static int read_pax(struct el_tar *t, uint64_t size, uint64_t hoff, struct pending *p,
+		    struct el_error *err)
+{
+	uint64_t poff = t->off;
+	char *payload;
+	int r = read_payload(t, size, EL_TAR_MAX_PAX, "a PAX header", hoff, &payload, err);
+
+	if (r < 0)
+		return r;
+	free(p->pax);
+	p->pax = payload;
+	p->pax_len = (size_t)size;
+	p->pax_off = poff;
+	return 1;
+}
+
+/* PAX 'g': records for every entry after it. Later ones override earlier
+ * ones key by key, so all are kept, in order. */
+static int read_pax_global(struct el_tar *t, uint64_t size, uint64_t hoff, struct el_error *err)
+{
+	uint64_t poff = t->off;
+	char *payload;
+	int r = read_payload(t, size, EL_TAR_MAX_PAX, "a PAX global header", hoff, &payload, err);
+
+	if (r < 0)
+		return r;
+	r = global_append(t, payload, (size_t)size, poff, hoff, err);
+	return r < 0 ? r : 1;
+}
+
+/* 1 when the header is a meta entry's (its payload read), 0 for an entry of
+ * the archive, or -errno. */
+static int read_meta(struct el_tar *t, char type, uint64_t size, uint64_t hoff,
+		     struct pending *p, struct el_error *err)
+{
+	switch (type) {
+	case 'L':
+		return read_long_name(t, size, hoff, "a GNU long name", &p->long_name, err);
+	case 'K':
+		return read_long_name(t, size, hoff, "a GNU long link", &p->long_link, err);
+	case 'x':
+	case 'X': /* Solaris' name for the same thing */
+		return read_pax(t, size, hoff, p, err);
+	case 'g':
+		return read_pax_global(t, size, hoff, err);
+	}
+	return 0;
+}
+
+/* The name field, behind the prefix field in POSIX ustar headers only: old
+ * GNU ones keep atime and ctime there, V7 ones anything. NULL on ENOMEM. */
+static const char *header_name(struct el_tar *t, const uint8_t *h)
+{
+	bool posix = memcmp(h + H_MAGIC, "ustar\0" "00", 8) == 0;
+	const char *name = field_str(t, h, H_NAME);
+
+	if (!name || !posix || !h[345])
+		return name;
+	const char *prefix = field_str(t, h, H_PREFIX);
+	char *full = prefix ? tar_arena_alloc(&t->arena, strlen(prefix) + strlen(name) + 2) : NULL;
+	if (full)
+		strcpy(stpcpy(stpcpy(full, prefix), "/"), name);
+	return full;
+}
+
+/* The entry type of a typeflag; false for one we do not read. */
+static bool entry_type(char type, enum el_entry_type *ret)
+{
+	switch (type) {
+	case '0':
+	case '\0':
+	case '7':
+	case 'S':
+		*ret = EL_ENTRY_REG;
+		return true;
+	case '1':
+		*ret = EL_ENTRY_HARDLINK;
+		return true;
+	case '2':
+		*ret = EL_ENTRY_SYMLINK;
+		return true;
+	case '3':
+		*ret = EL_ENTRY_CHR;
+		return true;
+	case '4':
+		*ret = EL_ENTRY_BLK;
+		return true;
+	case '5':
+	case 'D': /* GNU dumpdir: a directory plus a listing we do not need */
+		*ret = EL_ENTRY_DIR;
+		return true;
+	case '6':
+		*ret = EL_ENTRY_FIFO;
+		return true;
+	}
+	return false;
+}
+
+/* An entry of a type we do not read is skipped with a warning, together with
+ * the meta entries that described it. */
+static int skip_entry(struct el_tar *t, char type, uint64_t size, const char *name,
+		      uint64_t hoff, struct pending *p, struct el_error *err)
+{
+	uint64_t skip = size;
+	char msg[128];
+
+	snprintf(msg, sizeof(msg), "skipping entry '%.60s' of unsupported type '%c' (0x%02x)",
+		 p->long_name ? p->long_name : name, type >= 32 && type < 127 ? type : '?',
+		 (unsigned char)type);
+	warn(t, hoff, msg);
+	/* its data length may come from a PAX size record */
+	if (p->pax) {
+		int r = pax_apply(p->pax, p->pax_len, p->pax_off, &t->attrs, &t->arena, err);
+		if (r < 0)
+			return r;
+		if (t->attrs.has_size)
+			skip = t->attrs.size;
+	}
+	pending_release(p);
+	tar_arena_reset(&t->arena);
+	attrs_reset(&t->attrs);
+	return skip_bytes(t, skip + padding(skip), "an entry", err);
+}
+
+/* The numeric ustar fields of an entry's header. */
+struct header_numbers {
+	int64_t mode, uid, gid, mtime, major, minor;
+};
+
+static int header_numbers(struct el_tar *t, const uint8_t *h, uint64_t hoff,
+			  struct header_numbers *n, struct el_error *err)
+{
+	char type = (char)h[H_TYPE];
+	int r;
+
+	*n = (struct header_numbers){ 0 };
+	if ((r = header_number(t, h, H_MODE, "mode", false, &n->mode, hoff, err)) < 0 ||
+	    (r = header_number(t, h, H_UID, "uid", false, &n->uid, hoff, err)) < 0 ||
+	    (r = header_number(t, h, H_GID, "gid", false, &n->gid, hoff, err)) < 0 ||
+	    (r = header_number(t, h, H_MTIME, "mtime", true, &n->mtime, hoff, err)) < 0)
+		return r;
+	/* only devices have device numbers: junk in the fields of other
+	 * entries cannot fail them */
+	if ((type == '3' || type == '4') &&
+	    ((r = header_number(t, h, H_DEVMAJOR, "devmajor", false, &n->major, hoff, err)) < 0 ||
+	     (r = header_number(t, h, H_DEVMINOR, "devminor", false, &n->minor, hoff, err)) < 0))
+		return r;
+	return 0;
+}
+
+/* Applies the global PAX records, in order, then the entry's own. */
+static int apply_pax(struct el_tar *t, const struct pending *p, struct el_error *err)
+{
+	struct tar_attrs *a = &t->attrs;
+
+	if (t->nglobals) {
+		for (size_t i = 0; i < t->nglobals; i++) {
+			const struct global_pax *g = &t->globals[i];
+			int r = pax_apply(g->payload, g->len, g->off, a, &t->arena, err);
+			if (r < 0)
+				return r;
+		}
+		/* Global records set defaults (owner, time, xattrs); a
+		 * name, size or sparse map only ever describes one entry. */
+		a->path = a->link = NULL;
+		a->has_size = a->sparse = a->has_realsize = a->seg_pending_off = false;
+		a->sparse_name = NULL;
+		a->sparse_major = a->sparse_minor = -1;
+		a->nsegs = 0;
+	}
+	if (p->pax)
+		return pax_apply(p->pax, p->pax_len, p->pax_off, a, &t->arena, err);
+	return 0;
+}
+
+/* Path and link target: a GNU long name wins over a PAX one, which wins over
+ * the header's (a PAX sparse name over all). */
+static int entry_names(struct el_tar *t, const uint8_t *h, const char *name, struct pending *p,
+		       struct el_error *err)
+{
+	struct el_entry *e = &t->entry;
+	const struct tar_attrs *a = &t->attrs;
+	/* moved to the arena: the entry outlives the pending payloads */
+	bool had_lname = p->long_name, had_llink = p->long_link;
+	const char *lname = had_lname ? arena_take(t, EL_TAKE_PTR(p->long_name)) : NULL;
+	const char *llink = had_llink ? arena_take(t, EL_TAKE_PTR(p->long_link)) : NULL;
+
+	if ((had_lname && !lname) || (had_llink && !llink))
+		return oom(err);
+	e->path = lname ? lname : a->path ? a->path : name;
+	if (a->sparse_name)
+		e->path = a->sparse_name;
+	e->link = llink ? llink : a->link ? a->link : field_str(t, h, H_LINK);
+	if (!e->link)
+		return oom(err);
+	return 0;
+}
+
+/* Mode, owner, time, device and xattrs: PAX records override the header.
+ * The header's numbers are range-checked even then. */
+static int entry_inode(struct el_tar *t, const struct header_numbers *n, uint64_t hoff,
+		       struct el_error *err)
+{
+	struct el_entry *e = &t->entry;
+	const struct tar_attrs *a = &t->attrs;
+
+	e->mode = (uint32_t)(n->mode & 07777);
+	if (n->uid > UINT32_MAX || n->gid > UINT32_MAX)
+		return el_error_set(err, -ERANGE, "tar stream", hoff + 108,
+				    "uid or gid does not fit in 32 bits");
+	e->uid = a->has_uid ? a->uid : (uint32_t)n->uid;
+	e->gid = a->has_gid ? a->gid : (uint32_t)n->gid;
+	e->mtime = a->has_mtime ? a->mtime : n->mtime;
+	e->mtime_nsec = a->has_mtime ? a->mtime_nsec : 0;
+	if (n->major > 0xfff || n->minor > 0xfffff)
+		return el_error_set(err, -ERANGE, "tar stream", hoff + 329,
+				    "device number %lld:%lld out of range", (long long)n->major,
+				    (long long)n->minor);
+	e->dev_major = a->has_major ? a->major : (uint32_t)n->major;
+	e->dev_minor = a->has_minor ? a->minor : (uint32_t)n->minor;
+	e->xattrs = a->xattrs;
+	e->nxattrs = a->nxattrs;
+	return 0;
+}
+
+/* A sparse file's data: its segments, one after the other. */
+static int sparse_data(struct el_tar *t, uint64_t hoff, struct el_error *err)
+{
+	const struct tar_attrs *a = &t->attrs;
+	int r;
+
+	if (a->sparse_major == 1) {
+		r = read_sparse_1_0(t, err);
+		if (r < 0)
+			return r;
+	} else if (a->seg_pending_off) {
+		return el_error_set(err, -EINVAL, "tar stream", hoff,
+				    "GNU.sparse.offset without numbytes");
+	}
+	if (!a->has_realsize)
+		return el_error_set(err, -EINVAL, "tar stream", hoff,
+				    "sparse entry without a real size");
+	r = check_sparse(t, hoff, err);
+	if (r < 0)
+		return r;
+	t->entry.size = a->realsize;
+	t->segs = a->segs;
+	t->nsegs = a->nsegs;
+	return 0;
+}
+
+/* What follows the headers: how much, and where in the file it goes. */
+static int entry_data(struct el_tar *t, char type, uint64_t size, uint64_t hoff,
+		      struct el_error *err)
+{
+	struct el_entry *e = &t->entry;
+	const struct tar_attrs *a = &t->attrs;
+	uint64_t stored = a->has_size ? a->size : size;
+
+	t->data_left = stored;
+	t->pad_left = padding(stored);
+	t->data_is_file = e->type == EL_ENTRY_REG;
+	/* V7 archives mark directories only by a trailing slash */
+	if (e->type == EL_ENTRY_REG && (type == '0' || type == '\0') && !a->sparse) {
+		size_t pl = strlen(e->path);
+		if (pl && e->path[pl - 1] == '/') {
+			e->type = EL_ENTRY_DIR;
+			t->data_is_file = false;
+		}
+	}
+	if (e->type == EL_ENTRY_REG && a->sparse) {
+		int r = sparse_data(t, hoff, err);
+		if (r < 0)
+			return r;
+	} else {
+		e->size = e->type == EL_ENTRY_REG ? stored : 0;
+		t->one_seg = (struct sparse_seg){ 0, stored };
+		t->segs = &t->one_seg;
+		t->nsegs = 1;
+	}
+	t->seg = 0;
+	t->seg_done = 0;
+	return 0;
+}
+
+/* The entry of the header h, with what the meta entries before it said: 1,
+ * or 0 when its type is skipped. */
+static int build_entry(struct el_tar *t, const uint8_t *h, uint64_t size, uint64_t hoff,
+		       struct pending *p, const struct el_entry **ret, struct el_error *err)
+{
+	struct el_entry *e = &t->entry;
+	char type = (char)h[H_TYPE];
+	struct header_numbers n;
+	int r;
+
+	*e = (struct el_entry){ .offset = hoff };
+	const char *name = header_name(t, h);
+	if (!name)
+		return oom(err);
+	if (!entry_type(type, &e->type))
+		return skip_entry(t, type, size, name, hoff, p, err);
+	if (type == 'S') {
+		r = read_gnu_sparse(t, h, hoff, err);
+		if (r < 0)
+			return r;
+	}
+	r = header_numbers(t, h, hoff, &n, err);
+	if (r < 0)
+		return r;
+	r = apply_pax(t, p, err);
+	if (r < 0)
+		return r;
+	r = entry_names(t, h, name, p, err);
+	if (r < 0)
+		return r;
+	r = entry_inode(t, &n, hoff, err);
+	if (r < 0)
+		return r;
+	r = entry_data(t, type, size, hoff, err);
+	if (r < 0)
+		return r;
+	t->entries++;
+	*ret = e;
+	return 1;
+}
+
 int el_tar_next(struct el_tar *t, const struct el_entry **ret, struct el_error *err)
 {
+	_cleanup_(pending_release) struct pending p = { 0 };
 	uint8_t h[TAR_BLOCK];
-	char *long_name = NULL, *long_link = NULL, *local_pax = NULL;
-	size_t local_pax_len = 0;
-	uint64_t local_pax_off = 0;
 	int r;
 
 	if (t->at_end)
@@ -486,281 +878,25 @@ int el_tar_next(struct el_tar *t, const struct el_entry **ret, struct el_error *
 	attrs_reset(&t->attrs);
 
 	for (;;) {
-		uint64_t hoff = t->off;
-		long n = read_bytes(t, h, TAR_BLOCK, err);
-		if (n < 0) {
-			r = (int)n;
-			goto out;
-		}
-		if (n == 0) {
-			r = el_error_set(err, -EINVAL, "tar stream", hoff,
-					 "unexpected end of input: no end-of-archive marker");
-			goto out;
-		}
-		if (n != TAR_BLOCK) {
-			r = el_error_set(err, -EINVAL, "tar stream", hoff,
-					 "truncated header (%ld of 512 bytes)", n);
-			goto out;
-		}
-		if (is_zero_block(h)) {
-			if (long_name || long_link || local_pax) {
-				r = el_error_set(err, -EINVAL, "tar stream", hoff,
-						 "end-of-archive marker after an extended header");
-				goto out;
-			}
-			t->at_end = true;
-			r = 0;
-			goto out;
-		}
-		r = verify_checksum(h, hoff, err);
-		if (r < 0)
-			goto out;
-
+		uint64_t hoff;
 		int64_t size;
+
+		r = read_header(t, h, &p, &hoff, err);
+		if (r <= 0)
+			return r;
 		r = header_number(t, h, H_SIZE, "size", false, &size, hoff, err);
 		if (r < 0)
-			goto out;
-		char type = (char)h[H_TYPE];
-		char **meta = NULL;
-		uint64_t limit = 0;
-		const char *what = NULL;
-
-		switch (type) {
-		case 'L':
-			meta = &long_name, limit = EL_TAR_MAX_LONGNAME, what = "a GNU long name";
-			break;
-		case 'K':
-			meta = &long_link, limit = EL_TAR_MAX_LONGNAME, what = "a GNU long link";
-			break;
-		case 'x':
-		case 'X': /* Solaris' name for the same thing */
-			meta = &local_pax, limit = EL_TAR_MAX_PAX, what = "a PAX header";
-			break;
-		case 'g':
-			meta = &local_pax, limit = EL_TAR_MAX_PAX, what = "a PAX global header";
-			break;
-		}
-		if (meta) {
-			char *payload = NULL;
-			uint64_t poff = t->off;
-			r = read_payload(t, (uint64_t)size, limit, what, hoff, &payload, err);
-			if (r < 0)
-				goto out;
-			if (type == 'g') {
-				/* global records accumulate: later ones override
-				 * earlier ones key by key, so keep them all, in order */
-				r = global_append(t, payload, (size_t)size, poff, hoff, err);
-				if (r < 0)
-					goto out;
-				continue;
-			}
-			free(*meta);
-			*meta = payload;
-			if (meta == &local_pax) {
-				local_pax_len = (size_t)size;
-				local_pax_off = poff;
-			}
+			return r;
+		r = read_meta(t, (char)h[H_TYPE], (uint64_t)size, hoff, &p, err);
+		if (r < 0)
+			return r;
+		if (r > 0)
 			continue;
-		}
-
-		struct el_entry *e = &t->entry;
-		*e = (struct el_entry){ .offset = hoff };
-		bool posix = memcmp(h + H_MAGIC, "ustar\0" "00", 8) == 0;
-		const char *name = field_str(t, h, H_NAME);
-		if (!name) {
-			r = -ENOMEM;
-			goto out;
-		}
-		if (posix && h[345]) {
-			const char *prefix = field_str(t, h, H_PREFIX);
-			char *full = prefix ? tar_arena_alloc(&t->arena,
-							      strlen(prefix) + strlen(name) + 2)
-					    : NULL;
-			if (!full) {
-				r = -ENOMEM;
-				goto out;
-			}
-			strcpy(stpcpy(stpcpy(full, prefix), "/"), name);
-			name = full;
-		}
-
-		switch (type) {
-		case '0':
-		case '\0':
-		case '7':
-			e->type = EL_ENTRY_REG;
-			break;
-		case 'S':
-			e->type = EL_ENTRY_REG;
-			r = read_gnu_sparse(t, h, hoff, err);
-			if (r < 0)
-				goto out;
-			break;
-		case '1':
-			e->type = EL_ENTRY_HARDLINK;
-			break;
-		case '2':
-			e->type = EL_ENTRY_SYMLINK;
-			break;
-		case '3':
-			e->type = EL_ENTRY_CHR;
-			break;
-		case '4':
-			e->type = EL_ENTRY_BLK;
-			break;
-		case '5':
-		case 'D': /* GNU dumpdir: a directory plus a listing we do not need */
-			e->type = EL_ENTRY_DIR;
-			break;
-		case '6':
-			e->type = EL_ENTRY_FIFO;
-			break;
-		default: {
-			char msg[128];
-			snprintf(msg, sizeof(msg),
-				 "skipping entry '%.60s' of unsupported type '%c' (0x%02x)",
-				 long_name ? long_name : name, type >= 32 && type < 127 ? type : '?',
-				 (unsigned char)type);
-			warn(t, hoff, msg);
-			/* its data length may come from a PAX size record */
-			uint64_t skip = (uint64_t)size;
-			if (local_pax) {
-				r = pax_apply(local_pax, local_pax_len, local_pax_off, &t->attrs,
-					      &t->arena, err);
-				if (r < 0)
-					goto out;
-				if (t->attrs.has_size)
-					skip = t->attrs.size;
-			}
-			free(long_name), free(long_link), free(local_pax);
-			long_name = long_link = local_pax = NULL;
-			tar_arena_reset(&t->arena);
-			attrs_reset(&t->attrs);
-			r = skip_bytes(t, skip + padding(skip), "an entry", err);
-			if (r < 0)
-				goto out;
-			continue;
-		}
-		}
-
-		int64_t mode, uid, gid, mtime, major = 0, minor = 0;
-		if ((r = header_number(t, h, H_MODE, "mode", false, &mode, hoff, err)) < 0 ||
-		    (r = header_number(t, h, H_UID, "uid", false, &uid, hoff, err)) < 0 ||
-		    (r = header_number(t, h, H_GID, "gid", false, &gid, hoff, err)) < 0 ||
-		    (r = header_number(t, h, H_MTIME, "mtime", true, &mtime, hoff, err)) < 0)
-			goto out;
-		if ((type == '3' || type == '4') &&
-		    ((r = header_number(t, h, H_DEVMAJOR, "devmajor", false, &major, hoff, err)) < 0 ||
-		     (r = header_number(t, h, H_DEVMINOR, "devminor", false, &minor, hoff, err)) < 0))
-			goto out;
-		struct tar_attrs *a = &t->attrs;
-		if (t->nglobals) {
-			for (size_t i = 0; i < t->nglobals; i++) {
-				const struct global_pax *g = &t->globals[i];
-				r = pax_apply(g->payload, g->len, g->off, a, &t->arena, err);
-				if (r < 0)
-					goto out;
-			}
-			/* Global records set defaults (owner, time, xattrs); a
-			 * name, size or sparse map only ever describes one entry. */
-			a->path = a->link = NULL;
-			a->has_size = a->sparse = a->has_realsize = a->seg_pending_off = false;
-			a->sparse_name = NULL;
-			a->sparse_major = a->sparse_minor = -1;
-			a->nsegs = 0;
-		}
-		if (local_pax &&
-		    (r = pax_apply(local_pax, local_pax_len, local_pax_off, a, &t->arena, err)) < 0)
-			goto out;
-
-		/* long names live until `out`: the entry keeps arena copies */
-		bool had_lname = long_name, had_llink = long_link;
-		const char *lname = had_lname ? arena_take(t, EL_TAKE_PTR(long_name)) : NULL;
-		const char *llink = had_llink ? arena_take(t, EL_TAKE_PTR(long_link)) : NULL;
-		if ((had_lname && !lname) || (had_llink && !llink)) {
-			r = -ENOMEM;
-			goto out;
-		}
-		e->path = lname ? lname : a->path ? a->path : name;
-		if (a->sparse_name)
-			e->path = a->sparse_name;
-		e->link = llink ? llink : a->link ? a->link : field_str(t, h, H_LINK);
-		if (!e->link) {
-			r = -ENOMEM;
-			goto out;
-		}
-		e->mode = (uint32_t)(mode & 07777);
-		if (uid > UINT32_MAX || gid > UINT32_MAX) {
-			r = el_error_set(err, -ERANGE, "tar stream", hoff + 108,
-					 "uid or gid does not fit in 32 bits");
-			goto out;
-		}
-		e->uid = a->has_uid ? a->uid : (uint32_t)uid;
-		e->gid = a->has_gid ? a->gid : (uint32_t)gid;
-		e->mtime = a->has_mtime ? a->mtime : mtime;
-		e->mtime_nsec = a->has_mtime ? a->mtime_nsec : 0;
-		if (major > 0xfff || minor > 0xfffff) {
-			r = el_error_set(err, -ERANGE, "tar stream", hoff + 329,
-					 "device number %lld:%lld out of range", (long long)major,
-					 (long long)minor);
-			goto out;
-		}
-		e->dev_major = a->has_major ? a->major : (uint32_t)major;
-		e->dev_minor = a->has_minor ? a->minor : (uint32_t)minor;
-		e->xattrs = a->xattrs;
-		e->nxattrs = a->nxattrs;
-
-		uint64_t stored = a->has_size ? a->size : (uint64_t)size;
-		t->data_left = stored;
-		t->pad_left = padding(stored);
-		t->data_is_file = e->type == EL_ENTRY_REG;
-		/* V7 archives mark directories only by a trailing slash */
-		if (e->type == EL_ENTRY_REG && (type == '0' || type == '\0') && !a->sparse) {
-			size_t pl = strlen(e->path);
-			if (pl && e->path[pl - 1] == '/') {
-				e->type = EL_ENTRY_DIR;
-				t->data_is_file = false;
-			}
-		}
-		if (e->type == EL_ENTRY_REG && a->sparse) {
-			if (a->sparse_major == 1) {
-				r = read_sparse_1_0(t, err);
-				if (r < 0)
-					goto out;
-			} else if (a->seg_pending_off) {
-				r = el_error_set(err, -EINVAL, "tar stream", hoff,
-						 "GNU.sparse.offset without numbytes");
-				goto out;
-			}
-			if (!a->has_realsize) {
-				r = el_error_set(err, -EINVAL, "tar stream", hoff,
-						 "sparse entry without a real size");
-				goto out;
-			}
-			r = check_sparse(t, hoff, err);
-			if (r < 0)
-				goto out;
-			e->size = a->realsize;
-			t->segs = a->segs;
-			t->nsegs = a->nsegs;
-		} else {
-			e->size = e->type == EL_ENTRY_REG ? stored : 0;
-			t->one_seg = (struct sparse_seg){ 0, stored };
-			t->segs = &t->one_seg;
-			t->nsegs = 1;
-		}
-		t->seg = 0;
-		t->seg_done = 0;
-		t->entries++;
-		*ret = e;
-		r = 1;
-		goto out;
+		r = build_entry(t, h, (uint64_t)size, hoff, &p, ret, err);
+		if (r != 0)
+			return r;
+		/* a skipped entry: the next header */
 	}
-out:
-	free(long_name);
-	free(long_link);
-	free(local_pax);
-	return r;
 }
 
 int el_tar_data(struct el_tar *t, const uint8_t **ret_buf, size_t *ret_len, uint64_t *ret_off,
