@@ -836,17 +836,19 @@ static int build_entry(struct el_tar *t, const uint8_t *h, uint64_t size, uint64
 		return oom(err);
 	if (!entry_type(type, &e->type))
 		return skip_entry(t, type, size, name, hoff, p, err);
-	if (type == 'S') {
-		r = read_gnu_sparse(t, h, hoff, err);
-		if (r < 0)
-			return r;
-	}
 	r = header_numbers(t, h, hoff, &n, err);
 	if (r < 0)
 		return r;
 	r = apply_pax(t, p, err);
 	if (r < 0)
 		return r;
+	/* after the pax records: applying globals clears any sparse map, as a
+	 * map describes one entry only, and this one is the entry's own */
+	if (type == 'S') {
+		r = read_gnu_sparse(t, h, hoff, err);
+		if (r < 0)
+			return r;
+	}
 	r = entry_names(t, h, name, p, err);
 	if (r < 0)
 		return r;

@@ -393,6 +393,36 @@ static void test_sparse_gnu_old(void **state)
 	tb_free(&b);
 }
 
+/* An old GNU sparse entry ('S') after a pax global header: the globals'
+ * defaults apply to it, and its own map (read from its header) stays; the
+ * reset that keeps a global name or size from leaking into later entries
+ * used to wipe the map, so the entry came out as its stored bytes only. */
+static void test_sparse_gnu_old_after_global(void **state)
+{
+	struct tb b = { 0 }, pl = { 0 };
+	uint8_t img[GNU_REALSIZE];
+	struct rd r;
+	(void)state;
+
+	pax_str(&pl, "uid", "4242");
+	tb_meta(&b, 'g', &pl);
+	add_gnu_sparse(&b, "six", gnu_map, 6, GNU_REALSIZE, img);
+	tb_entry(&b, "after", '0', "z", 1);
+	tb_end(&b);
+
+	rd_open(&r, &b, 0);
+	const struct el_entry *e = rd_next(&r);
+	assert_int_equal(e->uid, 4242);
+	check_sparse_entry(&r, e, "six", gnu_map, 6, GNU_REALSIZE, img);
+	e = rd_next(&r);
+	assert_string_equal(e->path, "after");
+	assert_int_equal(e->uid, 4242);
+	rd_expect_data(&r, (const uint8_t *)"z", 1);
+	assert_int_equal(rd_next_rc(&r), 0);
+	rd_close(&r);
+	tb_free(&b);
+}
+
 /* A PAX 0.x sparse entry: records, then the stored pieces as the data. */
 static void pax0_entry(struct tb *b, struct tb *pl, const char *name, const uint8_t *img,
 		       uint64_t stored)
@@ -561,6 +591,7 @@ int main(void)
 		T(test_limits_xattr_value),
 		T(test_limits_xattr_name),
 		T(test_sparse_gnu_old),
+		T(test_sparse_gnu_old_after_global),
 		T(test_sparse_pax),
 		T(test_sparse_errors),
 		T(test_sparse_0_0_numbytes_overflow),
