@@ -12,20 +12,26 @@
 #             mkfs.erofs built from Debian sid's source (fetch-mkfs-erofs.sh)
 #             with mkfs_options = ["--sort=none", "-b4096"]
 #   overlay   overlayfs + the walking differ
+#   parallel  containerd 2.2's unpack, with our own client (unpack-2.2.py: no
+#             2.2 is packaged): `ctr content fetch`, then every layer
+#             prepared without a parent and applied two at a time, each
+#             committed onto the layer below (the rebase capability)
 #
 # The image (built once, offline, from this machine's /usr and a generated
 # tree of small files; gzip and zstd layers) is pushed once to a private
 # docker-registry. Every measurement starts with a fresh containerd root (and
 # a fresh daemon root), on a settled machine: disk written back, page cache
 # dropped, then the registry's blobs (and the binaries the pull runs) read
-# back in, CPUs idle. The timed span is the ctr command and a syncfs of the
-# lab's file system (`sync -f`). Medians of --runs runs; the modes interleave
+# back in, CPUs idle. The timed span is the ctr command, the snapshot a first
+# container would get (`ctr snapshots prepare` on the image's top layer: our
+# daemon's merge of the chain, which runs after the last Commit, is in it),
+# and a syncfs of the lab's file system (`sync -f`). Medians of --runs runs; the modes interleave
 # within a run. Also: our daemon's CPU time and peak RSS, containerd's CPU
 # time (with its waited-for children: mkfs.erofs, unpigz), and each layer's
 # Apply (our daemon's `applied` log line; containerd's `diff applied` debug
 # line for its differs) against `erofs-layer convert` of the same blob alone.
 #
-#   bench/pull-bench.sh [--runs N] [--modes fetch,ours,builtin,overlay]
+#   bench/pull-bench.sh [--runs N] [--modes fetch,ours,builtin,overlay,parallel]
 #                       [--report FILE] [--build DIR] [--small] [--work DIR]
 #                       [--fs ext4|here]
 #
@@ -42,7 +48,7 @@ repo=$(cd "$here/.." && pwd)
 build=$repo/build
 work=/var/tmp/pull-bench
 runs=5
-modes=fetch,ours,builtin,overlay
+modes=fetch,ours,builtin,overlay,parallel
 report=
 fs=ext4
 small=0
@@ -68,7 +74,7 @@ done
 case $fs in ext4 | here) ;; *) die "--fs takes ext4 or here" ;; esac
 IFS=, read -r -a mode_list <<<"$modes"
 for m in "${mode_list[@]}"; do
-	case $m in fetch | ours | builtin | overlay) ;; *) die "unknown mode '$m' (fetch, ours, builtin, overlay)" ;; esac
+	case $m in fetch | ours | builtin | overlay | parallel) ;; *) die "unknown mode '$m' (fetch, ours, builtin, overlay, parallel)" ;; esac
 done
 has_mode() { [[ ",$modes," == *",$1,"* ]]; }
 [ -x /usr/bin/time ] || die "/usr/bin/time is needed (apt-get install time)"
@@ -88,6 +94,10 @@ work=$(cd "$work" && pwd)
 [ -x "$build/src/tools/erofs-layer" ] || die "no erofs-layer in $build (ninja -C $build)"
 mkdir -p "$work/bin"
 cp "$build/src/daemon/spin-erofs-snapshotter" "$build/src/tools/erofs-layer" "$work/bin/"
+if has_mode parallel; then
+	[ -x "$build/tests/integration/diff-probe" ] || die "no diff-probe in $build (ninja -C $build)"
+	cp "$build/tests/integration/diff-probe" "$work/bin/"
+fi
 daemon=$work/bin/spin-erofs-snapshotter
 erofs_layer=$work/bin/erofs-layer
 our_version=$(git -C "$build" describe --always --dirty 2>/dev/null || echo unknown)
@@ -178,6 +188,20 @@ if [ ! -s "$archive" ] || [ ! -s "$img/layers.txt" ]; then
 fi
 # layers.txt: file digest size diffid media (oldest first)
 n_layers=$(wc -l <"$img/layers.txt")
+# the chain ID of the image's top layer (the OCI image spec's ChainID)
+top_chain=$(python3 - "$img/layers.txt" <<'EOF'
+import hashlib, sys
+chain = None
+for line in open(sys.argv[1]):
+    diffid = line.split()[3]
+    chain = diffid if chain is None else \
+        "sha256:" + hashlib.sha256((chain + " " + diffid).encode()).hexdigest()
+print(chain)
+EOF
+)
+snapshotter_of() {
+	case $1 in ours | parallel) echo spin-erofs ;; builtin) echo erofs ;; overlay) echo overlayfs ;; esac
+}
 
 # ---- the registry (its own lab directory, kept between runs of the script) -----------
 export LAB_DIFFER=1 LAB_CONTAINERD=$ctd_dir/usr/bin/containerd LAB_CTR=$ctr
@@ -386,6 +410,20 @@ for ((i = 1; i <= runs; i++)); do
 		ours) lab_ctr images pull --plain-http --snapshotter spin-erofs "$ref" >/dev/null ;;
 		builtin) lab_ctr images pull --plain-http --snapshotter erofs "$ref" >/dev/null ;;
 		overlay) lab_ctr images pull --plain-http --snapshotter overlayfs "$ref" >/dev/null ;;
+		parallel)
+			lab_ctr content fetch --plain-http "$ref" >/dev/null
+			python3 "$here/unpack-2.2.py" --ctr "$ctr" --sock "$lab/sn.sock" \
+				--probe "$work/bin/diff-probe" --layers "$img/layers.txt" --jobs 2 \
+				--tag "$i" >"$work/unpack.json" || die "the 2.2-style unpack failed"
+			;;
+		esac
+		# ready to run: a container's snapshot on the image, as the
+		# first start makes it (ours: its mounts name the chain's
+		# fsmeta.erofs, merged after the last Commit; parallel: done
+		# by unpack-2.2.py)
+		case $m in fetch | parallel) ;; *)
+			lab_ctr snapshots --snapshotter "$(snapshotter_of "$m")" \
+				prepare "bench-ctr-$i" "$top_chain" >/dev/null ;;
 		esac
 		sync -f "$lab"
 		t1=$(now)
@@ -396,6 +434,12 @@ for ((i = 1; i <= runs; i++)); do
 		durs=$work/durs.$m
 		case $m in
 		ours) log_durations "$lab/sn.log" ours >"$durs"; check_unpacked spin-erofs "$durs" ;;
+		parallel)
+			log_durations "$lab/sn.log" ours >"$durs"
+			n=$(lab_snctr snapshots --snapshotter spin-erofs ls | grep -c -w Committed || true)
+			[ "$n" -eq "$n_layers" ] || die "parallel: $n committed snapshots, expected $n_layers"
+			[ "$(wc -l <"$durs")" -eq "$n_layers" ] || die "parallel: not one Apply line per layer"
+			;;
 		builtin) log_durations "$lab/containerd.log" ctd >"$durs"; check_unpacked erofs "$durs" ;;
 		overlay) log_durations "$lab/containerd.log" ctd >"$durs"; check_unpacked overlayfs "$durs" ;;
 		fetch)
@@ -419,7 +463,7 @@ for ((i = 1; i <= runs; i++)); do
 				rm -f "$lab/convert.erofs"
 			done <"$img/layers.txt"
 		fi
-		log "run $i: $m ${t[$m,$i]} s (containerd CPU ${ccpu[$m,$i]} s$([ "$m" = ours ] &&
+		log "run $i: $m ${t[$m,$i]} s (containerd CPU ${ccpu[$m,$i]} s$([[ $m == ours || $m == parallel ]] &&
 			echo ", daemon CPU ${dcpu[$m,$i]} s, peak RSS $((dhwm[$m,$i] / 1024)) MiB"))"
 		lab_down "run$i-$m"
 	done
@@ -454,6 +498,7 @@ desc_of() {
 	ours) echo "ours: spin-erofs + spin-erofs-diff" ;;
 	builtin) echo "builtin: erofs snapshotter + erofs differ (mkfs.erofs ${mkfs_version##* })" ;;
 	overlay) echo "overlay: overlayfs + walking differ" ;;
+	parallel) echo "parallel: fetch, then a 2.2-style unpack (rebase, 2 Applies at a time, our client)" ;;
 	esac
 }
 rows=
@@ -465,11 +510,11 @@ for m in "${mode_list[@]}"; do
 	unpack=
 	[ "$m" != fetch ] && [ -n "${med[fetch]:-}" ] && unpack=$(awk -v a="$wall" -v f="${med[fetch]}" 'BEGIN { printf "%.2f", a - f }')
 	dc='' dh=''
-	if [ "$m" = ours ]; then
+	if [[ $m == ours || $m == parallel ]]; then
 		# shellcheck disable=SC2046
-		dc=$(sec "$(median $(col ours dcpu))")
+		dc=$(sec "$(median $(col "$m" dcpu))")
 		# shellcheck disable=SC2046
-		dh="$(awk -v k="$(median $(col ours dhwm))" 'BEGIN { printf "%.1f MiB", k / 1024 }')"
+		dh="$(awk -v k="$(median $(col "$m" dhwm))" 'BEGIN { printf "%.1f MiB", k / 1024 }')"
 	fi
 	rows+="| $(desc_of "$m") | $(sec "$wall") ($rng) | $(sec "$unpack") | $(ratio "$wall" "${med[builtin]:-}") | $(ratio "$wall" "${med[fetch]:-}") | $(sec "$cc") | $dc | $dh |"$'\n'
 done
@@ -517,7 +562,7 @@ out=$(
 	cat <<EOF
 pull-bench: \`ctr images pull\` of $ref: $n_layers layers ($n_gz gzip, $n_zst zstd), $((blob_total / 1000000)) MB compressed, $((raw_total / 1000000)) MB of tar, $ent_total entries; containerd $ctd_version; ours $our_version ($build); ${mkfs_desc}medians of $runs; lab on $([ "$fs" = ext4 ] && echo "a fresh ext4 (loop device, direct I/O) each measurement" || echo "$work"); load average $load_start at the start, $load_end at the end; $(nproc) cores, $(uname -r)
 
-| mode | wall, pull + syncfs (range) | minus fetch | ratio to builtin | ratio to fetch | containerd CPU (+children) | our daemon's CPU | our daemon's peak RSS |
+| mode | wall, pull + first snapshot + syncfs (range) | minus fetch | ratio to builtin | ratio to fetch | containerd CPU (+children) | our daemon's CPU | our daemon's peak RSS |
 |---|---:|---:|---:|---:|---:|---:|---:|
 $rows
 Per layer (medians): Apply as the differs log it (our daemon's \`applied\` line, containerd's \`diff applied\` for its erofs and walking differs: blob read, decompression, the differ's writes; the snapshotter's Prepare and Commit are outside), and \`erofs-layer convert\` of the same blob alone on the same file system (blob in the page cache, fsync included):
