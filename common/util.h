@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Small helpers shared across the library: prefixes, growable arrays. */
+/* Small helpers shared across the library: prefixes, growable arrays, elapsed time. */
 #ifndef EL_UTIL_H
 #define EL_UTIL_H
 
@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "macro.h"
 
@@ -34,6 +35,14 @@ static inline int el_grow(void **p, size_t *cap, size_t need, size_t elem)
 	*p = q;
 	*cap = n;
 	return 0;
+}
+
+/* Milliseconds of CLOCK_MONOTONIC since *t0. */
+static inline double el_ms_since(const struct timespec *t0)
+{
+	struct timespec t1;
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	return (double)(t1.tv_sec - t0->tv_sec) * 1e3 + (double)(t1.tv_nsec - t0->tv_nsec) / 1e6;
 }
 
 #endif

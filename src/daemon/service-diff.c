@@ -21,6 +21,7 @@
 #include "log.h"
 #include "rpc/rpc.h"
 #include "common/macro.h"
+#include "common/util.h"
 
 typedef Containerd__Types__Descriptor PbDescriptor;
 
@@ -114,10 +115,7 @@ static long read_content(void *ud, void *buf, size_t len)
 
 static void millis_since(const struct timespec *t0, char *buf, size_t len)
 {
-	struct timespec t1;
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	snprintf(buf, len, "%.1f", (double)(t1.tv_sec - t0->tv_sec) * 1e3 +
-					   (double)(t1.tv_nsec - t0->tv_nsec) / 1e6);
+	snprintf(buf, len, "%.1f", el_ms_since(t0));
 }
 
 /* The wire's mounts, borrowed, as the differ takes them. */

@@ -55,6 +55,7 @@
 #include "layout.h"
 #include "log.h"
 #include "common/macro.h"
+#include "common/util.h"
 
 /* a marker beside a chain's top layer: merging it failed for good, so the
  * chain keeps its per-layer mounts (which must never change later) */
@@ -621,10 +622,10 @@ static int ensure_fsmeta(struct snapshotter *sn, const uint64_t *ids, size_t n,
 	struct el_error merr;
 	struct el_merge_result res;
 	el_error_clear(&merr);
-	struct timespec t0, t1;
+	struct timespec t0;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	r = el_merge((const char *const *)layers, n, fsmeta, vmdk, NULL, &res, &merr);
-	clock_gettime(CLOCK_MONOTONIC, &t1);
+	double ms = el_ms_since(&t0);
 	if (r == -EL_EUNMERGEABLE) {
 		char buf[700];
 		log_warn("chain of %zu layers ending at snapshot %" PRIu64
@@ -640,8 +641,7 @@ static int ensure_fsmeta(struct snapshotter *sn, const uint64_t *ids, size_t n,
 			 el_error_format(&merr, buf, sizeof(buf)));
 	} else {
 		log_debug("merged %zu layers into snapshot %" PRIu64 " (%" PRIu64 " inodes) in %.1f ms",
-			  n, top, res.inodes,
-			  (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
+			  n, top, res.inodes, ms);
 		if (sn->cfg.set_immutable) {
 			layout_set_immutable(&sn->layout, top, LAYOUT_FSMETA, true);
 			layout_set_immutable(&sn->layout, top, LAYOUT_VMDK, true);
@@ -680,8 +680,12 @@ static int lower_mounts(struct snapshotter *sn, const uint64_t *ids, size_t n,
 		return 0;
 	if (n == 1)
 		return mount_add(m, "erofs", layout_path(&sn->layout, ids[0], LAYOUT_LAYER), ro_loop);
-	/* a queued merge of this chain is done here and now */
-	mq_drop(sn->mq, ids[n - 1]);
+	/* a queued merge of this chain is done here and now (not counted
+	 * as dropped: the chain is not an intermediate one) */
+	uint64_t *queued = NULL;
+	size_t n_queued = 0;
+	if (mq_settle(sn->mq, ids[n - 1], &queued, &n_queued))
+		free(queued);
 	r = ensure_fsmeta(sn, ids, n, err);
 	if (r < 0)
 		return r;
