@@ -84,24 +84,8 @@ floor_of() {
 	median $(for _ in 1 2 3; do "$floor" "$work/$1" | awk '{ print $2 }'; done)
 }
 
-# Waits until the disk is written back and both CPUs are idle: a removal
-# leaves deletions, discards and writeback behind, which would otherwise run
-# during the next measurement. At most 30 s.
-cpu_ticks() { awk 'NR == 1 { print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6 }' /proc/stat; } # busy idle
-settle() {
-	local i a b
-	sync
-	for ((i = 0; i < 60; i++)); do
-		a=$(cpu_ticks)
-		sleep 0.5
-		b=$(cpu_ticks)
-		if awk -v a="$a" -v b="$b" 'BEGIN { split(a, x); split(b, y)
-			busy = y[1] - x[1]; idle = y[2] - x[2]
-			exit !(busy + idle > 0 && busy / (busy + idle) < 0.05) }'; then
-			return 0
-		fi
-	done
-}
+# shellcheck source=lib.sh
+. "$here/lib.sh"
 
 # ---- the lab -----------------------------------------------------------------
 export LAB_DIFFER=1 LAB_CONTAINERD=$ctd_dir/usr/bin/containerd LAB_CTR=$ctr

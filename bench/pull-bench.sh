@@ -189,16 +189,9 @@ fi
 # layers.txt: file digest size diffid media (oldest first)
 n_layers=$(wc -l <"$img/layers.txt")
 # the chain ID of the image's top layer (the OCI image spec's ChainID)
-top_chain=$(python3 - "$img/layers.txt" <<'EOF'
-import hashlib, sys
-chain = None
-for line in open(sys.argv[1]):
-    diffid = line.split()[3]
-    chain = diffid if chain is None else \
-        "sha256:" + hashlib.sha256((chain + " " + diffid).encode()).hexdigest()
-print(chain)
-EOF
-)
+top_chain=$(PYTHONPATH="$repo/tests/integration" python3 -c '
+import sys, mkimage
+print(mkimage.chain_ids([l.split()[3] for l in open(sys.argv[1]) if l.strip()])[-1])' "$img/layers.txt")
 snapshotter_of() {
 	case $1 in ours | parallel) echo spin-erofs ;; builtin) echo erofs ;; overlay) echo overlayfs ;; esac
 }
@@ -320,23 +313,8 @@ cpu() {
 }
 hwm_kib() { awk '$1 == "VmHWM:" { print $2 }' "/proc/$1/status"; }
 
-# Waits until the disk is written back and both CPUs are idle (at most 30 s).
-cpu_ticks() { awk 'NR == 1 { print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6 }' /proc/stat; } # busy idle
-settle() {
-	local i a b
-	sync
-	for ((i = 0; i < 60; i++)); do
-		a=$(cpu_ticks)
-		sleep 0.5
-		b=$(cpu_ticks)
-		if awk -v a="$a" -v b="$b" 'BEGIN { split(a, x); split(b, y)
-			busy = y[1] - x[1]; idle = y[2] - x[2]
-			exit !(busy + idle > 0 && busy / (busy + idle) < 0.05) }'; then
-			return 0
-		fi
-	done
-	log "the CPUs did not settle within 30 s (load: $(cut -d' ' -f1-3 /proc/loadavg))"
-}
+# shellcheck source=lib.sh
+. "$here/lib.sh"
 # The page cache dropped, then what the measurement should find warm read in:
 # the registry's blobs (a registry serves hot blobs from memory) and the
 # binaries the pull runs.

@@ -16,12 +16,15 @@ daemon reads them there). Prints one JSON object: per-layer Apply seconds,
 the whole unpack's seconds. Exit 1 on any failure, with the call's answer.
 """
 import argparse
-import hashlib
 import json
+import os
 import subprocess
 import sys
 import threading
 import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "integration"))
+from mkimage import chain_ids  # noqa: E402 - the tests' ChainID, one definition
 
 
 def run(args, timeout=600):
@@ -29,14 +32,6 @@ def run(args, timeout=600):
     if r.returncode != 0:
         sys.exit("unpack-2.2: %s failed: %s" % (" ".join(args[:4]), (r.stderr or r.stdout)[-400:]))
     return r.stdout
-
-
-def chain_ids(diffids):
-    out = []
-    for d in diffids:
-        out.append(d if not out else
-                   "sha256:" + hashlib.sha256((out[-1] + " " + d).encode()).hexdigest())
-    return out
 
 
 def main():
