@@ -955,7 +955,7 @@ def t_bad_direct(env):
         shown = " ".join(a if len(a) < 40 else a[:8] + "...(%d bytes)" % len(a) for a in args)
         # committing to a name that exists: AlreadyExists (the container's
         # layer is converted first, then the name refused)
-        p = refusal_problem(shown, r, want or "already exists", read_from(solo.log, call_off))
+        p = refusal_problem(shown, r, want or "already exists", lambda: read_from(solo.log, call_off))
         if p:
             problems.append(p)
     # a request for another snapshotter (containerd sends its proxy plugin's name)
@@ -968,7 +968,8 @@ def t_bad_direct(env):
     solo.ctr("prepare", "bad/extract-dup")
     call_off = os.path.getsize(solo.log)
     r = solo.ctr("commit", "bad-base", "bad/extract-dup", check=False)
-    p = refusal_problem("commit to an existing name", r, "already exists", read_from(solo.log, call_off))
+    p = refusal_problem("commit to an existing name", r, "already exists",
+                        lambda: read_from(solo.log, call_off))
     if p:
         problems.append(p)
     # everything is as it was
@@ -994,17 +995,25 @@ KIND_CODES = {"invalid argument": "INVALID_ARGUMENT", "not found": "NOT_FOUND",
               "already exists": "ALREADY_EXISTS", "failed precondition": "FAILED_PRECONDITION"}
 
 
-def refusal_problem(shown, r, want, log):
+def refusal_problem(shown, r, want, read_log):
     """None if ctr's failed call R was refused as WANT (an errdefs kind),
     else what is wrong. ctr 1.x prints the kind after the message; ctr 2.x
     (errdefs 1.0) prints the message alone, so for a refusal of ours the
-    kind is the code of the daemon's "rpc failed" line of that call (LOG);
-    containerd's own refusals still end with the kind."""
+    kind is the code of the daemon's "rpc failed" line of that call (the
+    log since the call, from READ_LOG); containerd's own refusals still end
+    with the kind. The daemon writes that line once its answer has been
+    sent, so it may come a moment after ctr has exited: the log is read
+    again for up to 5 s before the line counts as missing."""
     if r.rc == 0:
         return "%s: succeeded, expected %s" % (shown, want)
     if r.err.strip().endswith(want):
         return None
-    codes = re.findall(r'msg="rpc failed" method=\S+ code=(\w+)', log)
+    deadline = time.monotonic() + 5
+    while True:
+        codes = re.findall(r'msg="rpc failed" method=\S+ code=(\w+)', read_log())
+        if codes or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     if codes and codes[-1] == KIND_CODES[want]:
         return None
     return "%s: %s (daemon's codes %s), expected ...: %s" % (shown, tail(r.err, 160), codes, want)
@@ -1238,7 +1247,7 @@ def t_kill_mkfs(env):
     poll(lambda: not [k for k in orphans if os.path.exists("/proc/%d" % k)], 20)
     call_off = os.path.getsize(solo.log)
     r = solo.ctr("info", key, check=False)
-    check(not refusal_problem("info", r, "not found", read_from(solo.log, call_off)),
+    check(not refusal_problem("info", r, "not found", lambda: read_from(solo.log, call_off)),
           "the interrupted Prepare left a snapshot: %s" % tail(r.out or r.err))
     left = poll(lambda: numeric_dirs(solo.root) == [] or None, 5)
     probs = snapshot_dir_problems(solo.root)
@@ -1858,7 +1867,7 @@ def t_bad_ctd(env):
         call_off = lab.log_size()
         r = lab.sn(*args, check=False)
         shown = " ".join(a if len(a) < 40 else a[:8] + "...(%d bytes)" % len(a) for a in args)
-        p = refusal_problem(shown, r, want, lab.log_since(call_off))
+        p = refusal_problem(shown, r, want, lambda: lab.log_since(call_off))
         if p:
             probs.append(p)
     r = lab.sn("prepare", "", check=False)
