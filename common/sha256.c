@@ -42,6 +42,19 @@ void el_sha256_final(struct el_sha256 *h, uint8_t out[32])
 	memcpy(out, h->digest, 32);
 }
 
+void el_sha256_two(struct el_sha256 *h, const void *a, size_t alen, const void *b, size_t blen,
+		   uint8_t out[32])
+{
+	unsigned n = 0;
+
+	/* the context keeps its digest: no lookup per block */
+	EVP_DigestInit_ex2(h->ctx, NULL, NULL);
+	EVP_DigestUpdate(h->ctx, a, alen);
+	EVP_DigestUpdate(h->ctx, b, blen);
+	EVP_DigestFinal_ex(h->ctx, out, &n);
+	h->done = false;
+}
+
 void el_sha256_free(struct el_sha256 *h)
 {
 	if (!h)

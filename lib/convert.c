@@ -38,7 +38,7 @@ int el_convert_input(struct el_input *in, int out_fd, const struct el_convert_op
 
 	if ((r = el_tree_new(&topts, &tree)) < 0 ||
 	    (r = el_tar_new(in, topts.warn, topts.warn_ud, &tar)) < 0 ||
-	    (r = el_writer_new(out_fd, &w)) < 0)
+	    (r = el_writer_new(out_fd, &w)) < 0 || (opts && opts->verity && (r = el_writer_verity(w)) < 0))
 		return el_error_set(err, r, NULL, EL_NO_OFFSET, "out of memory");
 
 	while ((r = el_tar_next(tar, &e, err)) > 0) {

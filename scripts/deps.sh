@@ -11,6 +11,7 @@ packages=(
 	libgrpc-dev libprotobuf-c-dev protobuf-c-compiler libprotobuf-dev protobuf-compiler
 	liblmdb-dev containerd golang-github-containerd-containerd-dev libext2fs-dev
 	qemu-system-x86 busybox-static kmod
+	cryptsetup-bin dmsetup
 	docker-registry skopeo curl python3-grpcio python3-grpc-tools
 )
 

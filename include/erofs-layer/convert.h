@@ -22,6 +22,9 @@ struct el_convert_opts {
 	 * them (its archive code bounds times to the Unix epoch), so that a
 	 * layer looks the same whichever differ unpacked it */
 	bool clamp_pre_epoch;
+	/* a dm-verity hash tree after the image (erofs-layer/verity.h): the
+	 * result's image.verity_info says where and its root hash */
+	bool verity;
 	el_warn_fn warn;
 	void *warn_ud;
 	atomic_bool *cancel; /* checked between entries and data pieces */

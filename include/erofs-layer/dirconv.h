@@ -45,6 +45,7 @@ struct el_dir_opts {
 	uint8_t uuid[16];
 	bool has_epoch;
 	int64_t epoch;
+	bool verity; /* as in el_convert_opts */
 	el_warn_fn warn; /* what = "directory", offset = EL_NO_OFFSET */
 	void *warn_ud;
 	atomic_bool *cancel; /* checked between entries and data pieces */

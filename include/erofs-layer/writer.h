@@ -17,6 +17,7 @@
 
 #include "error.h"
 #include "tree.h"
+#include "verity.h"
 
 struct el_writer;
 
@@ -51,10 +52,16 @@ struct el_writer_stats {
 	uint64_t meta_bytes;
 	uint64_t shared_xattrs;
 	uint64_t uniaddr_first; /* merged images: unified address of device 1 */
+	uint64_t file_bytes;	/* the image and, with verity, its hash tree */
+	bool verity;
+	struct el_verity_info verity_info;
 };
 
 EL_EXPORT int el_writer_new(int fd, struct el_writer **ret);
 EL_EXPORT void el_writer_free(struct el_writer *w);
+/* Appends a dm-verity hash tree to the image (erofs-layer/verity.h), hashed
+ * as the image is written: call before the first file is written. */
+EL_EXPORT int el_writer_verity(struct el_writer *w);
 
 /* Gives a regular file of the tree its data blocks. */
 EL_EXPORT int el_writer_file_begin(struct el_writer *w, struct el_inode *ino, struct el_error *err);

@@ -763,7 +763,8 @@ int el_convert_dir(int dirfd, int out_fd, const struct el_dir_opts *opts,
 		.warn = wk.opts->warn,
 		.warn_ud = wk.opts->warn_ud,
 	};
-	if (el_tree_new(&topts, &wk.tree) < 0 || el_writer_new(out_fd, &wk.w) < 0)
+	if (el_tree_new(&topts, &wk.tree) < 0 || el_writer_new(out_fd, &wk.w) < 0 ||
+	    (wk.opts->verity && el_writer_verity(wk.w) < 0))
 		return oom(&wk);
 	if (!wk.opts->has_uuid && !(wk.digest = el_sha256_new()))
 		return oom(&wk);

@@ -14,6 +14,7 @@
  * is emitted, and the sink checks that what it emits lands where planned.
  */
 #include "erofs-layer/writer.h"
+#include "erofs-layer/verity.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -43,6 +44,7 @@ struct el_writer {
 	uint64_t high;	 /* no byte at or above this was ever written */
 	uint64_t kicked; /* writeback was started for the data below this */
 	uint64_t dropped; /* the page cache was told to drop the data below this */
+	struct el_verity *verity; /* hashes every byte written, when asked */
 };
 
 /* Starts writeback of what was written so far, every WRITEBACK_STEP: the
@@ -97,17 +99,39 @@ void el_writer_free(struct el_writer *w)
 {
 	if (!w)
 		return;
+	el_verity_free(w->verity);
 	free(w->wbuf);
 	free(w);
+}
+
+int el_writer_verity(struct el_writer *w)
+{
+	if (w->verity)
+		return 0;
+	if (w->high)
+		return -EINVAL;
+	return el_verity_new(&w->verity);
+}
+
+/* Every byte of the image goes out through here. */
+static int emit(int fd, struct el_verity *v, const void *buf, size_t len, uint64_t off,
+		struct el_error *err)
+{
+	int r = el_pwrite_full(fd, buf, len, off);
+	if (r < 0)
+		return el_error_set(err, r, "image", off, "write failed: %s", strerror(-r));
+	if (v && (r = el_verity_feed(v, off, buf, len)) < 0)
+		return el_error_set(err, r, NULL, EL_NO_OFFSET, "out of memory");
+	return 0;
 }
 
 static int wflush(struct el_writer *w, struct el_error *err)
 {
 	if (!w->wlen)
 		return 0;
-	int r = el_pwrite_full(w->fd, w->wbuf, w->wlen, w->wstart);
+	int r = emit(w->fd, w->verity, w->wbuf, w->wlen, w->wstart, err);
 	if (r < 0)
-		return el_error_set(err, r, "image", w->wstart, "write failed: %s", strerror(-r));
+		return r;
 	w->wlen = 0;
 	kick_writeback(w);
 	return 0;
@@ -158,9 +182,9 @@ int el_writer_file_write(struct el_writer *w, struct el_inode *ino, const void *
 	if (r < 0)
 		return r;
 	if (len >= WBUF_SIZE / 2) {
-		r = el_pwrite_full(w->fd, buf, len, pos);
+		r = emit(w->fd, w->verity, buf, len, pos, err);
 		if (r < 0)
-			return el_error_set(err, r, "image", pos, "write failed: %s", strerror(-r));
+			return r;
 		kick_writeback(w);
 		return 0;
 	}
@@ -561,6 +585,7 @@ static int plan_layout(struct plan *p, uint64_t data_end_blk, struct el_error *e
 
 struct sink {
 	int fd;
+	struct el_verity *verity;
 	uint8_t *buf;
 	size_t len;
 	uint64_t start; /* image offset of buf[0] */
@@ -571,9 +596,9 @@ static int sink_flush(struct sink *s)
 {
 	if (!s->len)
 		return 0;
-	int r = el_pwrite_full(s->fd, s->buf, s->len, s->start);
+	int r = emit(s->fd, s->verity, s->buf, s->len, s->start, s->err);
 	if (r < 0)
-		return el_error_set(s->err, r, "image", s->start, "write failed: %s", strerror(-r));
+		return r;
 	s->start += s->len;
 	s->len = 0;
 	return 0;
@@ -789,9 +814,9 @@ static int emit_inode(struct sink *s, const struct plan *p, const struct el_inod
 	return 0;
 }
 
-static int emit_metadata(struct plan *p, int fd, struct el_error *err)
+static int emit_metadata(struct plan *p, int fd, struct el_verity *v, struct el_error *err)
 {
-	struct sink s = { .fd = fd, .err = err };
+	struct sink s = { .fd = fd, .verity = v, .err = err };
 	uint64_t base = (uint64_t)p->meta_blkaddr * BLK;
 	int r = 0;
 
@@ -876,8 +901,8 @@ static int emit_metadata(struct plan *p, int fd, struct el_error *err)
 	return r;
 }
 
-static int emit_superblock(struct plan *p, int fd, const struct el_writer_opts *opts,
-			   struct el_error *err)
+static int emit_superblock(struct plan *p, int fd, struct el_verity *v,
+			   const struct el_writer_opts *opts, struct el_error *err)
 {
 	uint8_t blk0[BLK] = { 0 };
 	struct erofs_super_block *sb = (struct erofs_super_block *)(blk0 + EROFS_SUPER_OFFSET);
@@ -905,10 +930,7 @@ static int emit_superblock(struct plan *p, int fd, const struct el_writer_opts *
 	uint32_t crc = el_crc32c_update(0xFFFFFFFFu, blk0 + EROFS_SUPER_OFFSET,
 					BLK - EROFS_SUPER_OFFSET);
 	EL_LE_PUT(sb, checksum, crc);
-	int r = el_pwrite_full(fd, blk0, BLK, 0);
-	if (r < 0)
-		return el_error_set(err, r, "image", 0, "write failed: %s", strerror(-r));
-	return 0;
+	return emit(fd, v, blk0, BLK, 0, err);
 }
 
 int el_writer_finish(struct el_writer *w, struct el_tree *tree,
@@ -928,7 +950,7 @@ int el_writer_finish(struct el_writer *w, struct el_tree *tree,
 	}
 	if ((r = plan_inodes(&p, err)) < 0 || (r = plan_layout(&p, w->next_blk, err)) < 0)
 		goto out;
-	r = emit_metadata(&p, w->fd, err);
+	r = emit_metadata(&p, w->fd, w->verity, err);
 	if (r < 0)
 		goto out;
 	if (ftruncate(w->fd, (off_t)(p.total_blocks * BLK)) < 0) {
@@ -936,11 +958,20 @@ int el_writer_finish(struct el_writer *w, struct el_tree *tree,
 				 "cannot size the image: %m");
 		goto out;
 	}
-	r = emit_superblock(&p, w->fd, opts, err);
+	r = emit_superblock(&p, w->fd, w->verity, opts, err);
 	if (r < 0)
 		goto out;
+	struct el_verity_info vinfo = { 0 };
+	if (w->verity) {
+		r = el_verity_finish(w->verity, w->fd, p.total_blocks * BLK, NULL, &vinfo, err);
+		if (r < 0)
+			goto out;
+	}
 	if (ret_stats)
 		*ret_stats = (struct el_writer_stats){
+			.verity = w->verity != NULL,
+			.verity_info = vinfo,
+			.file_bytes = w->verity ? vinfo.file_bytes : p.total_blocks * BLK,
 			.inodes = p.n,
 			.image_bytes = p.total_blocks * BLK,
 			.data_blocks = w->next_blk - 1,

@@ -163,7 +163,7 @@ static int convert_fd(struct el_ext4 *fs, const char *subdir, int out_fd,
 	int r;
 
 	if (el_tree_new(&topts, &c.tree) < 0 || el_writer_new(out_fd, &c.w) < 0 ||
-	    !(c.buf = malloc(DATA_CHUNK)) || (!opts->has_uuid && !(c.digest = el_sha256_new())))
+	    (opts->verity && el_writer_verity(c.w) < 0) || !(c.buf = malloc(DATA_CHUNK)) || (!opts->has_uuid && !(c.digest = el_sha256_new())))
 		return el_error_set(err, -ENOMEM, NULL, EL_NO_OFFSET, "out of memory");
 	r = el_ext4_walk(fs, subdir, &wopts, visit, &c, err);
 	if (r < 0)

@@ -17,6 +17,7 @@
 #include "erofs-layer/convert.h"
 #include "erofs-layer/dirconv.h"
 #include "erofs-layer/ext4.h"
+#include "erofs-layer/verity.h"
 #include "common/macro.h"
 #include "common/sha256.h"
 
@@ -56,13 +57,43 @@ static int parse_uuid(const char *s, uint8_t out[16])
 	return n == 32 ? 0 : -EINVAL;
 }
 
+/* With --dm-verity, OUT.dmverity beside OUT names the root hash
+ * (containerd 2.3's sidecar); when it cannot be written, OUT goes too. */
+static int finish_verity(const char *out, const struct el_convert_result *res)
+{
+	struct el_error err;
+	char msg[700];
+
+	if (!res->image.verity)
+		return 0;
+	el_error_clear(&err);
+	if (el_verity_sidecar_write(out, &res->image.verity_info, &err) < 0) {
+		fprintf(stderr, "erofs-layer convert: %s\n", el_error_format(&err, msg, sizeof(msg)));
+		unlink(out);
+		return 1;
+	}
+	return 0;
+}
+
+static void print_image(const struct el_convert_result *res)
+{
+	printf("inodes %" PRIu64 "\n", res->image.inodes);
+	printf("image_bytes %" PRIu64 "\n", res->image.image_bytes);
+	if (res->image.verity) {
+		char hex[65];
+		el_verity_root_hex(&res->image.verity_info, hex);
+		printf("verity_roothash %s\n", hex);
+		printf("verity_hashoffset %" PRIu64 "\n", res->image.verity_info.hash_offset);
+		printf("file_bytes %" PRIu64 "\n", res->image.file_bytes);
+	}
+}
+
 /* what convert --dir and --ext4 print: a tree, not a tar, was read */
 static void print_tree_result(const struct el_convert_result *res)
 {
 	printf("entries %" PRIu64 "\n", res->entries);
 	printf("data_bytes %" PRIu64 "\n", res->tar_bytes);
-	printf("inodes %" PRIu64 "\n", res->image.inodes);
-	printf("image_bytes %" PRIu64 "\n", res->image.image_bytes);
+	print_image(res);
 }
 
 static int convert_dir(const char *dir, const char *out, const struct el_convert_opts *copts,
@@ -73,6 +104,7 @@ static int convert_dir(const char *dir, const char *out, const struct el_convert
 		.has_uuid = copts->has_uuid,
 		.has_epoch = copts->has_epoch,
 		.epoch = copts->epoch,
+		.verity = copts->verity,
 		.warn = warn_cb,
 	};
 	struct el_error err;
@@ -90,6 +122,8 @@ static int convert_dir(const char *dir, const char *out, const struct el_convert
 			       ? EXIT_BADINPUT
 			       : 1;
 	}
+	if (finish_verity(out, &res))
+		return 1;
 	print_tree_result(&res);
 	return 0;
 }
@@ -102,6 +136,7 @@ static int convert_ext4(const char *arg, const char *out, const struct el_conver
 		.has_uuid = copts->has_uuid,
 		.has_epoch = copts->has_epoch,
 		.epoch = copts->epoch,
+		.verity = copts->verity,
 		.warn = warn_cb,
 	};
 	_cleanup_free_ char *image = NULL;
@@ -140,6 +175,8 @@ static int convert_ext4(const char *arg, const char *out, const struct el_conver
 			       ? EXIT_BADINPUT
 			       : 1;
 	}
+	if (finish_verity(out, &res))
+		return 1;
 	print_tree_result(&res);
 	return 0;
 }
@@ -154,6 +191,7 @@ int cmd_convert(int argc, char **argv)
 		{ "overlay-upper", no_argument, NULL, 'O' },
 		{ "ext4", required_argument, NULL, 'E' },
 		{ "fsck", no_argument, NULL, 'F' },
+		{ "dm-verity", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -177,6 +215,9 @@ int cmd_convert(int argc, char **argv)
 		case 'F':
 			fsck = true;
 			break;
+		case 'V':
+			opts.verity = true;
+			break;
 		case 'o':
 			out = optarg;
 			break;
@@ -193,11 +234,12 @@ int cmd_convert(int argc, char **argv)
 			opts.has_epoch = true;
 			break;
 		case 'h':
-			printf("usage: erofs-layer convert [-o OUT] [--uuid UUID] [--epoch SECONDS] [INPUT|-]\n"
-			       "       erofs-layer convert [-o OUT] [--uuid UUID] [--epoch SECONDS] --dir DIR [--overlay-upper]\n"
-			       "       erofs-layer convert [-o OUT] [--uuid UUID] [--epoch SECONDS] --ext4 IMAGE[:SUBDIR] [--fsck] [--overlay-upper]\n"
+			printf("usage: erofs-layer convert [-o OUT] [--uuid UUID] [--epoch SECONDS] [--dm-verity] [INPUT|-]\n"
+			       "       erofs-layer convert [-o OUT] [--uuid UUID] [--epoch SECONDS] [--dm-verity] --dir DIR [--overlay-upper]\n"
+			       "       erofs-layer convert [-o OUT] [--uuid UUID] [--epoch SECONDS] [--dm-verity] --ext4 IMAGE[:SUBDIR] [--fsck] [--overlay-upper]\n"
 			       "  --ext4 reads the ext4 image without mounting it (SUBDIR: default the root, e.g. IMAGE:upper);\n"
-			       "  --fsck first runs e2fsck -f -p on it, which may repair the image in place\n");
+			       "  --fsck first runs e2fsck -f -p on it, which may repair the image in place;\n"
+			       "  --dm-verity appends a dm-verity hash tree to OUT and writes OUT.dmverity (its root hash)\n");
 			return 0;
 		default:
 			return EXIT_USAGE;
@@ -258,13 +300,14 @@ int cmd_convert(int argc, char **argv)
 			       ? EXIT_BADINPUT
 			       : 1;
 	}
+	if (finish_verity(out, &res))
+		return 1;
 	char hex[65];
 	el_hex(res.diffid, 32, hex);
 	printf("diffid sha256:%s\n", hex);
 	printf("compression %s\n", el_compression_name(res.compression));
 	printf("tar_bytes %" PRIu64 "\n", res.tar_bytes);
 	printf("entries %" PRIu64 "\n", res.entries);
-	printf("inodes %" PRIu64 "\n", res.image.inodes);
-	printf("image_bytes %" PRIu64 "\n", res.image.image_bytes);
+	print_image(&res);
 	return 0;
 }
