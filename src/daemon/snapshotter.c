@@ -23,7 +23,7 @@
  *    Prepare in flight) are renamed to .trash-*; they are deleted after the
  *    lock is released.
  *
- * Records are written through a group commit (see "group commit" below):
+ * Records are written through a group commit (group-commit.c):
  * concurrent callers' writes share one write transaction, each in its own
  * nested transaction, so one failing never undoes another, and a caller is
  * answered only once its write is durable. What a write makes obsolete (a
@@ -33,27 +33,28 @@
  */
 #include "snapshotter.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "erofs-layer/dirconv.h"
 #include "erofs-layer/ext4.h"
 #include "erofs-layer/image.h"
 #include "erofs-layer/merge.h"
+#include "busy-set.h"
+#include "group-commit.h"
 #include "merge-queue.h"
 #include "ext4.h"
 #include "layout.h"
 #include "log.h"
+#include "snapshotter-internal.h"
+#include "usage.h"
 #include "common/macro.h"
 #include "common/util.h"
 
@@ -68,8 +69,6 @@
  * dead time before its first container can start, so it is short. */
 #define MERGE_GRACE_MS 50
 
-struct wop;
-
 struct snapshotter {
 	struct sn_config cfg;
 	int lock_fd; /* flock on <root>/lock: one daemon per root */
@@ -78,16 +77,9 @@ struct snapshotter {
 	/* snapshots whose files a conversion or merge is writing: two calls
 	 * for the same snapshot never write the same files, while different
 	 * snapshots convert in parallel */
-	pthread_mutex_t busy_lock;
-	pthread_cond_t busy_cond;
-	uint64_t *busy;
-	size_t n_busy, cap_busy;
-	/* the group commit's queue (see there) */
-	pthread_mutex_t wq_lock;
-	struct wop *wq_head, **wq_tail;
-	struct wop *wq_pending; /* committed, durable with the next commit */
-	bool wq_busy;
-	uint64_t wq_batches, wq_ops, wq_max;
+	struct busy_set busy;
+	/* every write of a record goes through it */
+	struct group_commit *wq;
 	/* rwlayer.img's template, made at the first active Prepare */
 	pthread_mutex_t tmpl_lock;
 	struct ext4_template *tmpl;
@@ -112,41 +104,16 @@ static void fault(struct snapshotter *sn, const char *point)
 		sn->fault_fn(point, sn->fault_ud);
 }
 
+/* the group commit's points */
+static void wq_fault(void *ud, const char *point)
+{
+	fault(ud, point);
+}
+
 void sn_set_fault_hook(struct snapshotter *sn, sn_fault_fn fn, void *ud)
 {
 	sn->fault_fn = fn;
 	sn->fault_ud = ud;
-}
-
-
-static int fail(struct el_error *err, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static int fail(struct el_error *err, int code, const char *fmt, ...)
-{
-	va_list ap;
-	if (err && !err->code) {
-		err->code = code;
-		err->offset = EL_NO_OFFSET;
-		va_start(ap, fmt);
-		vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
-		va_end(ap);
-	}
-	return code;
-}
-
-/* store errors as the snapshotter contract names them */
-static int store_fail(struct el_error *err, struct store_txn *txn, int r, const char *what,
-		      const char *key)
-{
-	const char *why = txn ? store_txn_errmsg(txn) : "";
-	switch (r) {
-	case -ENOENT:
-		return fail(err, r, "%s: snapshot %s does not exist%s%s", what, key, *why ? ": " : "", why);
-	case -EEXIST:
-		return fail(err, r, "%s: snapshot %s already exists", what, key);
-	default:
-		return fail(err, r, "%s %s: %s", what, key, *why ? why : strerror(-r));
-	}
 }
 
 bool sn_is_extract_key(const char *key)
@@ -211,10 +178,7 @@ int sn_open(const struct sn_config *cfg, struct snapshotter **ret, struct el_err
 	sn->cfg = *cfg;
 	sn->lock_fd = -1;
 	sn->layout.snapshots_fd = -1;
-	pthread_mutex_init(&sn->busy_lock, NULL);
-	pthread_cond_init(&sn->busy_cond, NULL);
-	pthread_mutex_init(&sn->wq_lock, NULL);
-	sn->wq_tail = &sn->wq_head;
+	busy_set_init(&sn->busy);
 	pthread_mutex_init(&sn->tmpl_lock, NULL);
 	r = layout_open(cfg->root, &sn->layout);
 	if (r < 0) {
@@ -241,6 +205,11 @@ int sn_open(const struct sn_config *cfg, struct snapshotter **ret, struct el_err
 	if (r < 0) {
 		fail(err, r, "cannot open %s/%s: %s", sn->layout.root, STORE_DB_NAME,
 		     *msg ? msg : strerror(-r));
+		goto fail;
+	}
+	r = wq_new(sn->store, wq_fault, sn, &sn->wq);
+	if (r < 0) {
+		fail(err, r, "out of memory");
 		goto fail;
 	}
 	r = cleanup(sn, true, err);
@@ -274,216 +243,23 @@ void sn_close(struct snapshotter *sn)
 		mq_free(sn->mq);
 		sn->mq = NULL;
 	}
-	if (sn->wq_batches)
-		log_debug("group commit: %" PRIu64 " operations in %" PRIu64
-			  " transactions, at most %" PRIu64 " in one",
-			  sn->wq_ops, sn->wq_batches, sn->wq_max);
+	if (sn->wq) {
+		uint64_t ops, batches, max;
+		wq_stats(sn->wq, &ops, &batches, &max);
+		if (batches)
+			log_debug("group commit: %" PRIu64 " operations in %" PRIu64
+				  " transactions, at most %" PRIu64 " in one",
+				  ops, batches, max);
+		wq_free(sn->wq);
+		sn->wq = NULL;
+	}
 	store_closep(&sn->store);
 	layout_close(&sn->layout);
 	el_closep(&sn->lock_fd);
-	pthread_mutex_destroy(&sn->busy_lock);
-	pthread_cond_destroy(&sn->busy_cond);
-	free(sn->busy);
-	pthread_mutex_destroy(&sn->wq_lock);
+	busy_set_destroy(&sn->busy);
 	pthread_mutex_destroy(&sn->tmpl_lock);
 	ext4_template_free(sn->tmpl);
 	free(sn);
-}
-
-/* ---- group commit ----
- *
- * Every write of a record (Prepare, View, Commit's record, Remove, Update,
- * and Cleanup's sweep, which must see no record change while it judges
- * directories) is an operation queued here. The first writer that finds no
- * batch running becomes the leader: it takes every queued operation, runs
- * each in a transaction nested in one write transaction (an operation that
- * fails is rolled back alone; the others go on), commits once and wakes
- * everybody with their own result once that is durable. Operations queued
- * meanwhile form the next batch, so batches grow with the load and a writer
- * waits for at most the batch in progress and its own.
- *
- * The store defers its syncs (store_options.deferred_sync): a commit syncs
- * its data, and the page that makes it current is synced by the next
- * commit. So a leader that sees operations queued behind its batch leaves
- * the batch pending and hands over: the next batch's commit makes both its
- * own data and the pending batch durable, and only then are the pending
- * batch's callers answered. A leader with nobody behind syncs at once. Under
- * load that is one sync a batch instead of two, and an answer never goes
- * out before its write is durable (a Remove deletes its directory only
- * after, so a crash can never bring back a record whose files are gone).
- *
- * Nothing slow runs in
- * a batch, not even a directory fsync: directories and rwlayer.img are made
- * and made durable before (under reserved ids), deletions happen after, by
- * each caller. Each caller sleeps on its own condition variable, woken when
- * its operation is done or when it is first in line to lead the next batch:
- * a batch's end wakes the callers it served and one more, not all.
- */
-struct wop {
-	/* runs on the leader's thread in a nested transaction; messages go to
-	 * err (the caller's, who is waiting) */
-	int (*fn)(struct snapshotter *sn, struct store_txn *txn, struct wop *op);
-	const char *what, *key; /* for messages about the batch */
-	struct el_error *err;
-	int result;
-	bool done;
-	pthread_cond_t *wake; /* its caller waits on it */
-	struct wop *next;
-};
-
-static void wop_fail(struct wop *w, int r, const char *why)
-{
-	w->result = r;
-	if (w->key)
-		fail(w->err, r, "%s %s: %s", w->what, w->key, why);
-	else
-		fail(w->err, r, "%s: %s", w->what, why);
-}
-
-/* Fails every operation of the batch that had succeeded: their writes are
- * lost with the transaction. */
-static void batch_fail(struct wop *batch, int r, const char *why)
-{
-	for (struct wop *w = batch; w; w = w->next)
-		if (w->result == 0)
-			wop_fail(w, r, why);
-}
-
-/* Runs the operations of a batch in txn, each nested (a failure undoes
- * only its own writes); a lone one runs in txn itself. Returns 0, or the
- * lone operation's error (txn must then be aborted). */
-static int batch_apply(struct snapshotter *sn, struct store_txn *txn, struct wop *batch)
-{
-	char why[600];
-
-	if (!batch->next)
-		return batch->result = batch->fn(sn, txn, batch);
-	for (struct wop *w = batch; w; w = w->next) {
-		struct store_txn *child = NULL;
-		int r = store_txn_begin_nested(txn, &child);
-		if (r < 0) {
-			snprintf(why, sizeof(why), "cannot start a transaction: %s", strerror(-r));
-			wop_fail(w, r, why);
-			continue;
-		}
-		r = w->fn(sn, child, w);
-		if (r == 0) {
-			r = store_txn_commit(child);
-			if (r < 0)
-				store_fail(w->err, child, r, w->what, w->key ? w->key : "");
-		}
-		store_txn_free(child);
-		w->result = r;
-	}
-	return 0;
-}
-
-/* Runs a batch; true when it was committed (durable with the next commit or
- * sync), false when nothing was (every operation has its error). */
-static bool batch_run(struct snapshotter *sn, struct wop *batch)
-{
-	_cleanup_(store_txn_freep) struct store_txn *txn = NULL;
-	char why[600];
-	int r = store_txn_begin(sn->store, true, &txn);
-
-	if (r < 0) {
-		snprintf(why, sizeof(why), "cannot start a transaction: %s", strerror(-r));
-		batch_fail(batch, r, why);
-		return false;
-	}
-	if (batch_apply(sn, txn, batch) < 0)
-		return false;
-	fault(sn, "batch:applied");
-	r = store_txn_commit(txn);
-	if (r < 0) {
-		snprintf(why, sizeof(why), "cannot commit: %s",
-			 *store_txn_errmsg(txn) ? store_txn_errmsg(txn) : strerror(-r));
-		batch_fail(batch, r, why);
-		return false;
-	}
-	fault(sn, "batch:committed");
-	return true;
-}
-
-/* The operations of a batch are answered (wq_lock held; they cannot go, and
- * take their condition variables with them, before it is released). A sync
- * that failed fails those that had succeeded: their writes may not last. */
-static uint64_t batch_done(struct wop *batch, const struct wop *self, int sync_r)
-{
-	uint64_t n = 0;
-	char why[600];
-
-	if (sync_r < 0)
-		snprintf(why, sizeof(why), "cannot sync the metadata: %s", strerror(-sync_r));
-	for (struct wop *w = batch, *next; w; w = next) {
-		next = w->next; /* w belongs to its caller once done */
-		if (sync_r < 0 && w->result == 0)
-			wop_fail(w, sync_r, why);
-		w->done = true;
-		if (w != self)
-			pthread_cond_signal(w->wake);
-		n++;
-	}
-	return n;
-}
-
-/* Queues op and returns its result once its batch has committed (or
- * failed). */
-static int wq_submit(struct snapshotter *sn, struct wop *op)
-{
-	pthread_cond_t wake = PTHREAD_COND_INITIALIZER;
-
-	op->next = NULL;
-	op->done = false;
-	op->result = 0;
-	op->wake = &wake;
-	pthread_mutex_lock(&sn->wq_lock);
-	*sn->wq_tail = op;
-	sn->wq_tail = &op->next;
-	while (!op->done) {
-		if (sn->wq_busy) {
-			pthread_cond_wait(&wake, &sn->wq_lock);
-			continue;
-		}
-		/* lead: everything queued so far, ours included, and the
-		 * batch before, which our commit makes durable */
-		struct wop *batch = sn->wq_head, *prev = sn->wq_pending;
-		uint64_t n = 0;
-		sn->wq_head = NULL;
-		sn->wq_tail = &sn->wq_head;
-		sn->wq_pending = NULL;
-		sn->wq_busy = true;
-		pthread_mutex_unlock(&sn->wq_lock);
-		bool committed = batch_run(sn, batch);
-		int prev_r = prev && !committed ? store_sync(sn->store) : 0;
-		pthread_mutex_lock(&sn->wq_lock);
-		if (prev)
-			batch_done(prev, op, prev_r);
-		if (committed && sn->wq_head) {
-			/* the next batch's commit answers ours */
-			sn->wq_pending = batch;
-			for (struct wop *w = batch; w; w = w->next)
-				n++;
-		} else {
-			int r = 0;
-			if (committed) {
-				pthread_mutex_unlock(&sn->wq_lock);
-				r = store_sync(sn->store);
-				pthread_mutex_lock(&sn->wq_lock);
-			}
-			n = batch_done(batch, op, r);
-		}
-		sn->wq_batches++;
-		sn->wq_ops += n;
-		sn->wq_max = EL_MAX(sn->wq_max, n);
-		sn->wq_busy = false;
-		/* the first of those queued meanwhile leads the next batch */
-		if (sn->wq_head)
-			pthread_cond_signal(sn->wq_head->wake);
-	}
-	pthread_mutex_unlock(&sn->wq_lock);
-	pthread_cond_destroy(&wake);
-	return op->result;
 }
 
 void sn_merge_stats(struct snapshotter *sn, uint64_t *ret_run, uint64_t *ret_dropped)
@@ -494,11 +270,7 @@ void sn_merge_stats(struct snapshotter *sn, uint64_t *ret_run, uint64_t *ret_dro
 void sn_group_commit_stats(struct snapshotter *sn, uint64_t *ret_ops, uint64_t *ret_batches,
 			   uint64_t *ret_max)
 {
-	pthread_mutex_lock(&sn->wq_lock);
-	*ret_ops = sn->wq_ops;
-	*ret_batches = sn->wq_batches;
-	*ret_max = sn->wq_max;
-	pthread_mutex_unlock(&sn->wq_lock);
+	wq_stats(sn->wq, ret_ops, ret_batches, ret_max);
 }
 
 /* ---- mounts ---- */
@@ -526,92 +298,33 @@ static int chain_ids(struct store_txn *txn, const char *key, uint64_t **ret, siz
 	return 0;
 }
 
-/* Waits until no other call writes the files of snapshot id, then claims it. */
-static int busy_claim(struct snapshotter *sn, uint64_t id)
+/* What the top's directory of a chain holds: MERGE_DONE, both merged files
+ * (each is published atomically); MERGE_NEVER, the marker of a chain that
+ * cannot be merged; MERGE_TO_DO, neither. */
+enum { MERGE_DONE = 0, MERGE_NEVER = 1, MERGE_TO_DO = 2 };
+
+static int merge_state(const char *fsmeta, const char *vmdk, const char *nomerge)
 {
-	pthread_mutex_lock(&sn->busy_lock);
-	for (;;) {
-		bool taken = false;
-		for (size_t i = 0; i < sn->n_busy && !taken; i++)
-			taken = sn->busy[i] == id;
-		if (!taken)
-			break;
-		pthread_cond_wait(&sn->busy_cond, &sn->busy_lock);
-	}
-	if (sn->n_busy == sn->cap_busy) {
-		size_t cap = sn->cap_busy ? 2 * sn->cap_busy : 16;
-		uint64_t *v = realloc(sn->busy, cap * sizeof(*v));
-		if (!v) {
-			pthread_mutex_unlock(&sn->busy_lock);
-			return -ENOMEM;
-		}
-		sn->busy = v;
-		sn->cap_busy = cap;
-	}
-	sn->busy[sn->n_busy++] = id;
-	pthread_mutex_unlock(&sn->busy_lock);
-	return 0;
+	if (file_exists(nomerge))
+		return MERGE_NEVER;
+	return file_exists(fsmeta) && file_exists(vmdk) ? MERGE_DONE : MERGE_TO_DO;
 }
 
-static void busy_release(struct snapshotter *sn, uint64_t id)
-{
-	pthread_mutex_lock(&sn->busy_lock);
-	for (size_t i = 0; i < sn->n_busy; i++)
-		if (sn->busy[i] == id) {
-			sn->busy[i] = sn->busy[--sn->n_busy];
-			break;
-		}
-	pthread_cond_broadcast(&sn->busy_cond);
-	pthread_mutex_unlock(&sn->busy_lock);
-}
-
-/* Bytes of the fsmeta.erofs and merged.vmdk in directory id. */
-static uint64_t chain_files_bytes(struct snapshotter *sn, uint64_t id)
-{
-	static const char *const names[] = { LAYOUT_FSMETA, LAYOUT_VMDK };
-	uint64_t sum = 0;
-
-	for (size_t i = 0; i < EL_ARRAY_SIZE(names); i++) {
-		_cleanup_free_ char *p = layout_path(&sn->layout, id, names[i]);
-		struct stat st;
-		if (p && stat(p, &st) == 0)
-			sum += (uint64_t)st.st_size;
-	}
-	return sum;
-}
-
-/* fsmeta.erofs + merged.vmdk for the chain ids[0..n) in the top's directory.
- * Returns 0 when they exist (or were made), 1 when the chain cannot be
- * merged (per-layer mounts, for good), or -errno. */
-static int ensure_fsmeta(struct snapshotter *sn, const uint64_t *ids, size_t n,
-			 struct el_error *err)
+/* el_merge of the chain ids[0..n) into fsmeta and vmdk, its top claimed.
+ * Returns 0, 1 when the chain cannot be merged (then marked so at nomerge),
+ * or -errno. */
+static int merge_chain(struct snapshotter *sn, const uint64_t *ids, size_t n, const char *fsmeta,
+		       const char *vmdk, const char *nomerge, struct el_error *err)
 {
 	uint64_t top = ids[n - 1];
-	_cleanup_free_ char *fsmeta = layout_path(&sn->layout, top, LAYOUT_FSMETA);
-	_cleanup_free_ char *vmdk = layout_path(&sn->layout, top, LAYOUT_VMDK);
-	_cleanup_free_ char *nomerge = layout_path(&sn->layout, top, NOMERGE_MARKER);
 	char **layers = calloc(n, sizeof(*layers));
+	struct el_error merr;
+	struct el_merge_result res;
+	struct timespec t0;
 	int r = 0;
 
-	if (!fsmeta || !vmdk || !nomerge || !layers) {
-		free(layers);
+	if (!layers)
 		return fail(err, -ENOMEM, "out of memory");
-	}
-	/* both files are published atomically: the common case needs no lock */
-	if (file_exists(nomerge) || (file_exists(fsmeta) && file_exists(vmdk))) {
-		free(layers);
-		return file_exists(nomerge) ? 1 : 0;
-	}
-	if (busy_claim(sn, top) < 0) {
-		free(layers);
-		return fail(err, -ENOMEM, "out of memory");
-	}
-	if (file_exists(nomerge)) {
-		r = 1;
-		goto out;
-	}
-	if (file_exists(fsmeta) && file_exists(vmdk))
-		goto out;
 	for (size_t i = 0; i < n; i++) {
 		layers[i] = layout_path(&sn->layout, ids[i], LAYOUT_LAYER);
 		if (!layers[i]) {
@@ -619,10 +332,7 @@ static int ensure_fsmeta(struct snapshotter *sn, const uint64_t *ids, size_t n,
 			goto out;
 		}
 	}
-	struct el_error merr;
-	struct el_merge_result res;
 	el_error_clear(&merr);
-	struct timespec t0;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	r = el_merge((const char *const *)layers, n, fsmeta, vmdk, NULL, &res, &merr);
 	double ms = el_ms_since(&t0);
@@ -648,10 +358,37 @@ static int ensure_fsmeta(struct snapshotter *sn, const uint64_t *ids, size_t n,
 		}
 	}
 out:
-	busy_release(sn, top);
 	for (size_t i = 0; i < n; i++)
 		free(layers[i]);
 	free(layers);
+	return r;
+}
+
+/* fsmeta.erofs + merged.vmdk for the chain ids[0..n) in the top's directory.
+ * Returns 0 when they exist (or were made), 1 when the chain cannot be
+ * merged (per-layer mounts, for good), or -errno. */
+static int ensure_fsmeta(struct snapshotter *sn, const uint64_t *ids, size_t n,
+			 struct el_error *err)
+{
+	uint64_t top = ids[n - 1];
+	_cleanup_free_ char *fsmeta = layout_path(&sn->layout, top, LAYOUT_FSMETA);
+	_cleanup_free_ char *vmdk = layout_path(&sn->layout, top, LAYOUT_VMDK);
+	_cleanup_free_ char *nomerge = layout_path(&sn->layout, top, NOMERGE_MARKER);
+	int r;
+
+	if (!fsmeta || !vmdk || !nomerge)
+		return fail(err, -ENOMEM, "out of memory");
+	/* both files are published atomically: the common case needs no lock */
+	r = merge_state(fsmeta, vmdk, nomerge);
+	if (r != MERGE_TO_DO)
+		return r;
+	if (busy_claim(&sn->busy, top) < 0)
+		return fail(err, -ENOMEM, "out of memory");
+	/* the claim may have waited for a merge of the same chain */
+	r = merge_state(fsmeta, vmdk, nomerge);
+	if (r == MERGE_TO_DO)
+		r = merge_chain(sn, ids, n, fsmeta, vmdk, nomerge, err);
+	busy_release(&sn->busy, top);
 	return r;
 }
 
@@ -787,7 +524,7 @@ struct create_op {
 	struct snap_info info;
 };
 
-static int create_run(struct snapshotter *sn, struct store_txn *txn, struct wop *w)
+static int create_run(struct store_txn *txn, struct wop *w)
 {
 	struct create_op *o = (struct create_op *)w;
 	int r = o->stage ? store_create_reserved(txn, o->stage->id, w->key, o->kind, o->parent,
@@ -910,6 +647,42 @@ static int stage_dir(struct snapshotter *sn, struct create_op *o, struct el_erro
 	return 0;
 }
 
+/* Stages the directory (when stage says so) and commits the record, again
+ * as the batch asks: with a directory when the refusal foreseen did not
+ * come, under a new id when the parent changed since the reservation. */
+static int create_record(struct snapshotter *sn, struct create_op *o, bool stage,
+			 struct el_error *err)
+{
+	int r;
+
+	for (unsigned tries = 0;; tries++) {
+		if (stage) {
+			r = stage_dir(sn, o, err);
+			if (r < 0)
+				return r;
+			fault(sn, "prepare:staged");
+		}
+		r = wq_submit(sn->wq, &o->op);
+		if (r < 0 && o->need_stage && !o->stage) {
+			/* the refusal foreseen did not come */
+			o->need_stage = false;
+			stage = true;
+			continue;
+		}
+		if (r < 0 && o->restage && tries < 16) {
+			/* the parent was removed and made again since the
+			 * reservation: a new id for a new directory */
+			layout_stage_free(&sn->layout, EL_TAKE_PTR(o->stage), false);
+			o->restage = false;
+			continue;
+		}
+		break;
+	}
+	if (r < 0 && o->restage)
+		fail(err, r, "%s %s: parent %s keeps changing", o->op.what, o->op.key, o->parent);
+	return r;
+}
+
 int sn_prepare(struct snapshotter *sn, enum snap_kind kind, const char *key, const char *parent,
 	       const struct snap_label *labels, size_t n_labels, struct sn_mounts *ret,
 	       struct el_error *err)
@@ -924,40 +697,13 @@ int sn_prepare(struct snapshotter *sn, enum snap_kind kind, const char *key, con
 		.n_labels = n_labels,
 		.dirless = dir_shape(kind, key, parent).none,
 	};
-	bool stage;
 	int r;
 
 	if (!key || !*key)
 		return fail(err, -EINVAL, "%s: empty key", what);
-	stage = !o.dirless && create_may_succeed(sn, key, parent);
-	for (unsigned tries = 0;; tries++) {
-		if (stage) {
-			r = stage_dir(sn, &o, err);
-			if (r < 0)
-				goto out;
-			fault(sn, "prepare:staged");
-		}
-		r = wq_submit(sn, &o.op);
-		if (r < 0 && o.need_stage && !o.stage) {
-			/* the refusal foreseen did not come */
-			o.need_stage = false;
-			stage = true;
-			continue;
-		}
-		if (r < 0 && o.restage && tries < 16) {
-			/* the parent was removed and made again since the
-			 * reservation: a new id for a new directory */
-			layout_stage_free(&sn->layout, EL_TAKE_PTR(o.stage), false);
-			o.restage = false;
-			continue;
-		}
-		break;
-	}
-	if (r < 0) {
-		if (o.restage)
-			fail(err, r, "%s %s: parent %s keeps changing", what, key, parent);
+	r = create_record(sn, &o, !o.dirless && create_may_succeed(sn, key, parent), err);
+	if (r < 0)
 		goto out;
-	}
 	/* the record is committed: the directory is the snapshot's */
 	layout_stage_free(&sn->layout, EL_TAKE_PTR(o.stage), true);
 	/* the parent is a step of an unpack: its chain is not what a
@@ -978,19 +724,32 @@ out:
 	return r;
 }
 
+/* A read transaction and the record of key in it; the messages name the
+ * call (what). On success the caller frees *ret_txn. */
+static int read_record(struct snapshotter *sn, const char *what, const char *key,
+		       struct store_txn **ret_txn, struct snap_info *info, struct el_error *err)
+{
+	_cleanup_(store_txn_freep) struct store_txn *txn = NULL;
+	int r = store_txn_begin(sn->store, false, &txn);
+
+	if (r < 0)
+		return fail(err, r, "%s: cannot start a transaction: %s", what, strerror(-r));
+	r = store_get(txn, key, info);
+	if (r < 0)
+		return store_fail(err, txn, r, what, key);
+	*ret_txn = EL_TAKE_PTR(txn);
+	return 0;
+}
+
 int sn_mounts(struct snapshotter *sn, const char *key, struct sn_mounts *ret,
 	      struct el_error *err)
 {
 	_cleanup_(store_txn_freep) struct store_txn *txn = NULL;
 	_cleanup_(snap_info_free) struct snap_info info = { 0 };
-	int r;
+	int r = read_record(sn, "mounts", key, &txn, &info, err);
 
-	r = store_txn_begin(sn->store, false, &txn);
 	if (r < 0)
-		return fail(err, r, "mounts: cannot start a transaction: %s", strerror(-r));
-	r = store_get(txn, key, &info);
-	if (r < 0)
-		return store_fail(err, txn, r, "mounts", key);
+		return r;
 	/* as containerd's snapshotters: only active snapshots and views have
 	 * mounts (storage.GetSnapshot's "not active or view") */
 	if (info.kind == SNAP_KIND_COMMITTED)
@@ -1003,12 +762,8 @@ int sn_stat(struct snapshotter *sn, const char *key, struct snap_info *ret,
 	    struct el_error *err)
 {
 	_cleanup_(store_txn_freep) struct store_txn *txn = NULL;
-	int r = store_txn_begin(sn->store, false, &txn);
 
-	if (r < 0)
-		return fail(err, r, "stat: cannot start a transaction: %s", strerror(-r));
-	r = store_get(txn, key, ret);
-	return r < 0 ? store_fail(err, txn, r, "stat", key) : 0;
+	return read_record(sn, "stat", key, &txn, ret, err);
 }
 
 struct update_op {
@@ -1019,7 +774,7 @@ struct update_op {
 	struct snap_info *ret;
 };
 
-static int update_run(struct snapshotter *sn, struct store_txn *txn, struct wop *w)
+static int update_run(struct store_txn *txn, struct wop *w)
 {
 	struct update_op *o = (struct update_op *)w;
 	int r = store_update(txn, o->info, o->paths, o->n, o->ret);
@@ -1040,7 +795,7 @@ int sn_update(struct snapshotter *sn, const struct snap_info *info, const char *
 	int r;
 
 	*ret = (struct snap_info){ 0 };
-	r = wq_submit(sn, &o.op);
+	r = wq_submit(sn->wq, &o.op);
 	if (r < 0)
 		snap_info_free(ret); /* filled, then its batch failed */
 	return r;
@@ -1144,7 +899,7 @@ struct commit_op {
 	uint64_t size, inodes;
 };
 
-static int commit_run(struct snapshotter *sn, struct store_txn *txn, struct wop *w)
+static int commit_run(struct store_txn *txn, struct wop *w)
 {
 	struct commit_op *o = (struct commit_op *)w;
 	int r = store_commit(txn, w->key, o->name, o->parent, o->labels, o->n_labels, NULL);
@@ -1176,13 +931,25 @@ static int commit_record(struct snapshotter *sn, const char *name, const char *k
 		.inodes = inodes,
 	};
 	fault(sn, "commit:layer");
-	return wq_submit(sn, &o.op);
+	return wq_submit(sn->wq, &o.op);
 }
 
 int sn_commit(struct snapshotter *sn, const char *name, const char *key,
 	      const struct snap_label *labels, size_t n_labels, struct el_error *err)
 {
 	return sn_commit_onto(sn, name, key, NULL, labels, n_labels, err);
+}
+
+/* Appends id to the list ids[0..*n). -ENOMEM (the list unchanged), or 0. */
+static int ids_append(uint64_t **ids, size_t *n, uint64_t id)
+{
+	uint64_t *all = realloc(*ids, (*n + 1) * sizeof(*all));
+
+	if (!all)
+		return -ENOMEM;
+	all[(*n)++] = id;
+	*ids = all;
+	return 0;
 }
 
 /* The chain a commit onto parent ends: parent's chain, then parent. */
@@ -1203,20 +970,53 @@ static int chain_onto(struct store_txn *txn, const char *parent, uint64_t **ret,
 	r = chain_ids(txn, parent, &ids, &n);
 	if (r < 0)
 		return store_fail(err, txn, r, "commit", parent);
-	uint64_t *all = realloc(ids, (n + 1) * sizeof(*all));
-	if (!all)
+	if (ids_append(&ids, &n, p.id) < 0)
 		return fail(err, -ENOMEM, "out of memory");
-	ids = all;
-	ids[n++] = p.id;
 	*ret = EL_TAKE_PTR(ids);
 	*ret_n = n;
 	return 0;
 }
 
+/* What Commit reads first, in one read transaction released before the
+ * conversion: the active snapshot key and the chain its layer goes on top
+ * of (parent's chain and parent, or the one it was prepared on). */
+static int commit_lookup(struct snapshotter *sn, const char *key, const char *parent,
+			 struct snap_info *info, uint64_t **ret_ids, size_t *ret_n,
+			 struct el_error *err)
+{
+	_cleanup_(store_txn_freep) struct store_txn *txn = NULL;
+	int r = read_record(sn, "commit", key, &txn, info, err);
+
+	if (r < 0)
+		return r;
+	if (info->kind != SNAP_KIND_ACTIVE)
+		return fail(err, -EBUSY, "commit %s: it is a %s snapshot, not an active one", key,
+			    snap_kind_to_string(info->kind));
+	if (parent)
+		return chain_onto(txn, parent, ret_ids, ret_n, err);
+	r = chain_ids(txn, key, ret_ids, ret_n);
+	return r < 0 ? store_fail(err, txn, r, "commit", key) : 0;
+}
+
+/* The chain ids[0..n) with top on it gets its fsmeta after Commit's answer,
+ * on the merge thread: containerd applies the next layer meanwhile. Its
+ * mounts wait for it; what they name never changes (a chain that cannot
+ * merge is marked so, for good). */
+static void queue_merge(struct snapshotter *sn, const char *name, const char *parent,
+			uint64_t **ids, size_t n, uint64_t top)
+{
+	int r = ids_append(ids, &n, top);
+
+	if (r == 0 && parent)
+		mq_drop(sn->mq, (*ids)[n - 2]); /* a step of a 2.2-style unpack */
+	if (r < 0 || mq_add(sn->mq, *ids, n) < 0)
+		log_warn("commit %s: no memory to queue the merge of its chain; its first "
+			 "mount does it", name);
+}
+
 int sn_commit_onto(struct snapshotter *sn, const char *name, const char *key, const char *parent,
 		   const struct snap_label *labels, size_t n_labels, struct el_error *err)
 {
-	_cleanup_(store_txn_freep) struct store_txn *txn = NULL;
 	_cleanup_(snap_info_free) struct snap_info info = { 0 };
 	_cleanup_free_ uint64_t *ids = NULL;
 	uint64_t size = 0, inodes = 0;
@@ -1226,29 +1026,16 @@ int sn_commit_onto(struct snapshotter *sn, const char *name, const char *key, co
 
 	if (!name || !*name)
 		return fail(err, -EINVAL, "commit: empty name");
-	r = store_txn_begin(sn->store, false, &txn);
-	if (r < 0)
-		return fail(err, r, "commit: cannot start a transaction: %s", strerror(-r));
-	r = store_get(txn, key, &info);
-	if (r < 0)
-		return store_fail(err, txn, r, "commit", key);
-	if (info.kind != SNAP_KIND_ACTIVE)
-		return fail(err, -EBUSY, "commit %s: it is a %s snapshot, not an active one", key,
-			    snap_kind_to_string(info.kind));
 	if (parent && !*parent)
 		parent = NULL;
-	if (parent)
-		r = chain_onto(txn, parent, &ids, &n, err);
-	else if ((r = chain_ids(txn, key, &ids, &n)) < 0)
-		store_fail(err, txn, r, "commit", key);
+	r = commit_lookup(sn, key, parent, &info, &ids, &n, err);
 	if (r < 0)
 		return r;
-	store_txn_freep(&txn);
 
-	if (busy_claim(sn, info.id) < 0)
+	if (busy_claim(&sn->busy, info.id) < 0)
 		return fail(err, -ENOMEM, "out of memory");
 	r = make_layer(sn, &info, &size, &inodes, &made, err);
-	busy_release(sn, info.id);
+	busy_release(&sn->busy, info.id);
 	if (r < 0)
 		return r;
 	if (sn->cfg.set_immutable)
@@ -1272,22 +1059,9 @@ int sn_commit_onto(struct snapshotter *sn, const char *name, const char *key, co
 	layout_remove_subdir(&sn->layout, info.id, "fs");
 	layout_remove_subdir(&sn->layout, info.id, "work");
 	layout_remove_subdir(&sn->layout, info.id, LAYOUT_RWLAYER);
-	if (n >= 1) {
-		/* The chain ending here gets its fsmeta after the answer, on
-		 * the merge thread: containerd applies the next layer
-		 * meanwhile. Its mounts wait for it; what they name never
-		 * changes (a chain that cannot merge is marked so, for good). */
-		uint64_t *all = realloc(ids, (n + 1) * sizeof(*all));
-		if (all) {
-			ids = all;
-			ids[n++] = info.id;
-			if (parent)
-				mq_drop(sn->mq, ids[n - 2]); /* a step of a 2.2-style unpack */
-		}
-		if (!all || mq_add(sn->mq, ids, n) < 0)
-			log_warn("commit %s: no memory to queue the merge of its chain; its first "
-				 "mount does it", name);
-	}
+	/* a single layer is mounted as it is */
+	if (n >= 1)
+		queue_merge(sn, name, parent, &ids, n, info.id);
 	return 0;
 }
 
@@ -1296,7 +1070,7 @@ struct remove_op {
 	uint64_t id;
 };
 
-static int remove_run(struct snapshotter *sn, struct store_txn *txn, struct wop *w)
+static int remove_run(struct store_txn *txn, struct wop *w)
 {
 	struct remove_op *o = (struct remove_op *)w;
 	int r = store_remove(txn, w->key, &o->id, NULL);
@@ -1311,7 +1085,7 @@ int sn_remove(struct snapshotter *sn, const char *key, struct el_error *err)
 	struct remove_op o = {
 		.op = { .fn = remove_run, .what = "remove", .key = key, .err = err },
 	};
-	int r = wq_submit(sn, &o.op);
+	int r = wq_submit(sn->wq, &o.op);
 
 	if (r < 0)
 		return r;
@@ -1326,38 +1100,6 @@ int sn_remove(struct snapshotter *sn, const char *key, struct el_error *err)
 	if (r < 0)
 		log_warn("remove %s: its directory %" PRIu64 " stays until cleanup: %s", key, o.id,
 			 strerror(-r));
-	return 0;
-}
-
-/* bytes and inodes under a directory, without following symlinks */
-static int dir_usage(int dirfd, uint64_t *size, uint64_t *inodes, unsigned depth)
-{
-	int dup_fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 3);
-	DIR *d = dup_fd >= 0 ? fdopendir(dup_fd) : NULL;
-	struct dirent *de;
-
-	if (!d) {
-		if (dup_fd >= 0)
-			close(dup_fd);
-		return -errno;
-	}
-	while ((de = readdir(d))) {
-		struct stat st;
-		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-			continue;
-		if (fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-			continue;
-		*size += (uint64_t)st.st_blocks * 512;
-		*inodes += 1;
-		if (S_ISDIR(st.st_mode) && depth < 2048) {
-			int fd = openat(dirfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-			if (fd >= 0) {
-				dir_usage(fd, size, inodes, depth + 1);
-				close(fd);
-			}
-		}
-	}
-	closedir(d);
 	return 0;
 }
 
@@ -1381,23 +1123,12 @@ int sn_usage(struct snapshotter *sn, const char *key, uint64_t *ret_size, uint64
 			log_warn("usage %s: merging its chain: %s", key, merr.msg);
 		/* the chain's files are this snapshot's: its Usage counts them
 		 * (the kubelet's image GC reads the sum through ImageFsInfo) */
-		size = info.usage_size + chain_files_bytes(sn, info.id);
+		size = info.usage_size + usage_chain_files(&sn->layout, info.id);
 		inodes = info.usage_inodes;
 	} else if (info.kind == SNAP_KIND_ACTIVE) {
-		_cleanup_free_ char *dir = layout_path(&sn->layout, info.id, NULL);
-		_cleanup_close_ int dfd = dir ? open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
-		if (dfd < 0)
-			return fail(err, -errno, "usage %s: %s", key, strerror(errno));
-		if (sn_is_extract_key(key)) {
-			_cleanup_close_ int fs = openat(dfd, "fs", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-			if (fs >= 0)
-				dir_usage(fs, &size, &inodes, 0);
-		} else {
-			r = file_allocated_bytes(dfd, LAYOUT_RWLAYER, &size);
-			if (r < 0)
-				return fail(err, r, "usage %s: %s", key, strerror(-r));
-			inodes = 1;
-		}
+		r = usage_active(&sn->layout, info.id, sn_is_extract_key(key), &size, &inodes);
+		if (r < 0)
+			return fail(err, r, "usage %s: %s", key, strerror(-r));
 	}
 	*ret_size = size;
 	*ret_inodes = inodes;
@@ -1411,13 +1142,14 @@ static bool id_live(void *ud, uint64_t id)
 
 struct sweep_op {
 	struct wop op;
+	struct layout *layout;
 	struct layout_trash trash;
 };
 
 /* Under the writer lock: no record changes while directories are judged;
  * the directories of Prepares in flight (made before their records) are
  * left alone. */
-static int sweep_run(struct snapshotter *sn, struct store_txn *txn, struct wop *w)
+static int sweep_run(struct store_txn *txn, struct wop *w)
 {
 	struct sweep_op *o = (struct sweep_op *)w;
 	struct store_ids ids = { 0 };
@@ -1426,7 +1158,7 @@ static int sweep_run(struct snapshotter *sn, struct store_txn *txn, struct wop *
 	if (r < 0)
 		return fail(w->err, r, "cleanup: %s",
 			    *store_txn_errmsg(txn) ? store_txn_errmsg(txn) : strerror(-r));
-	r = layout_sweep_collect(&sn->layout, id_live, &ids, &o->trash);
+	r = layout_sweep_collect(o->layout, id_live, &ids, &o->trash);
 	store_ids_free(&ids);
 	return r < 0 ? fail(w->err, r, "cleanup: %s", strerror(-r)) : 0;
 }
@@ -1467,7 +1199,10 @@ static int repair_dir(const struct snap_info *info, void *ud)
 
 static int cleanup(struct snapshotter *sn, bool startup, struct el_error *err)
 {
-	struct sweep_op o = { .op = { .fn = sweep_run, .what = "cleanup", .err = err } };
+	struct sweep_op o = {
+		.op = { .fn = sweep_run, .what = "cleanup", .err = err },
+		.layout = &sn->layout,
+	};
 	int r;
 
 	if (startup) {
@@ -1499,7 +1234,7 @@ static int cleanup(struct snapshotter *sn, bool startup, struct el_error *err)
 			return fail(err, k, "cannot sync %s: %s", sn->layout.snapshots, strerror(-k));
 		return r;
 	}
-	r = wq_submit(sn, &o.op);
+	r = wq_submit(sn->wq, &o.op);
 	fault(sn, "cleanup:collected");
 	/* what was moved to trash is deleted even if the batch failed later:
 	 * no record owned it */
