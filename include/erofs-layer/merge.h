@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "error.h"
+#include "verity.h"
 
 /* What cannot be merged (a block size other than 4096, inline or compressed
  * regular-file data, a layer that has devices itself) fails with this code,
@@ -23,6 +24,10 @@
 
 struct el_merge_opts {
 	bool flat; /* no device table, FLAT_PLAIN files at unified addresses */
+	/* fsmeta gets its own dm-verity tree (erofs-layer/verity.h); layers
+	 * that carry one count whole, tree included, in the device table and
+	 * the VMDK either way */
+	bool verity;
 	bool has_epoch;
 	int64_t epoch;
 };
@@ -30,8 +35,10 @@ struct el_merge_opts {
 struct el_merge_result {
 	uint64_t inodes;
 	uint64_t fsmeta_blocks;
-	uint64_t total_blocks; /* fsmeta + every layer */
+	uint64_t total_blocks; /* fsmeta + every layer, whole files */
 	uint8_t uuid[16];
+	bool verity;
+	struct el_verity_info verity_info; /* of fsmeta */
 };
 
 /* Writes fsmeta (and, when vmdk_path is given, the VMDK descriptor naming the

@@ -17,6 +17,7 @@
 
 #include "export.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -32,6 +33,12 @@ struct el_verity_info {
 	uint8_t root[32];
 	uint8_t uuid[16]; /* the superblock's */
 };
+
+/* Whether a verity superblock starts at hash_offset of fd. */
+EL_EXPORT bool el_verity_present(int fd, uint64_t hash_offset);
+
+/* Bytes a tree over data_blocks adds to the file (superblock included). */
+EL_EXPORT uint64_t el_verity_tree_bytes(uint64_t data_blocks);
 
 /* The root hash in lowercase hex, as dm-verity tables and sidecars say it. */
 EL_EXPORT void el_verity_root_hex(const struct el_verity_info *info, char out[65]);

@@ -20,6 +20,7 @@
 #include "erofs-layer/merge.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +30,7 @@
 #include <unistd.h>
 
 #include "erofs-layer/image.h"
+#include "erofs-layer/verity.h"
 #include "erofs-layer/writer.h"
 #include "erofs_fs.h"
 #include "common/endian.h"
@@ -43,9 +45,17 @@ struct layer {
 	const char *path;
 	char *abspath;
 	struct el_image *img;
-	uint64_t blocks;
+	uint64_t blocks;      /* of the image */
+	uint64_t file_blocks; /* of the file: with its dm-verity tree, if any */
 	uint8_t uuid[16];
 };
+
+static bool has_verity(const char *path, uint64_t hash_offset)
+{
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	return fd >= 0 && el_verity_present(fd, hash_offset);
+}
 
 /* nid → merged inode, for the hard links of one layer */
 struct link_map {
@@ -437,11 +447,16 @@ static int open_layer(struct merge *m, struct layer *l)
 	el_image_devices(l->img, &ndev);
 	if (ndev || info->extra_devices)
 		return unmergeable(m, l, "it has devices of its own", NULL);
-	if (info->image_size != info->blocks * EROFS_BLKSIZ)
+	/* the file is the image, or the image and its dm-verity tree: the
+	 * device (and the VMDK's extent) is the whole file either way */
+	if (info->image_size != info->blocks * EROFS_BLKSIZ &&
+	    (info->image_size < info->blocks * EROFS_BLKSIZ || info->image_size % EROFS_BLKSIZ ||
+	     !has_verity(l->path, info->blocks * EROFS_BLKSIZ)))
 		return el_error_set(m->err, -EFSCORRUPTED, "image", 36,
 				    "%s: the file is %llu bytes but the superblock says %llu blocks",
 				    l->path, (unsigned long long)info->image_size,
 				    (unsigned long long)info->blocks);
+	l->file_blocks = info->image_size / EROFS_BLKSIZ;
 	if (!info->checksum_ok)
 		return el_error_set(m->err, -EFSCORRUPTED, "image", 1028,
 				    "%s: superblock checksum mismatch", l->path);
@@ -505,7 +520,7 @@ static int write_vmdk(struct merge *m, const char *vmdk_path, const char *fsmeta
 	ext[0] = (struct el_vmdk_extent){ fsmeta_abs, fsmeta_blocks * EROFS_BLKSIZ };
 	for (size_t i = 0; i < m->nlayers; i++)
 		ext[i + 1] = (struct el_vmdk_extent){ m->layers[i].abspath,
-						      m->layers[i].blocks * EROFS_BLKSIZ };
+						      m->layers[i].file_blocks * EROFS_BLKSIZ };
 	uint32_t cid = el_get_le32(uuid) ^ el_get_le32(uuid + 4) ^ el_get_le32(uuid + 8) ^
 		       el_get_le32(uuid + 12);
 	char *text = el_vmdk_descriptor(ext, m->nlayers + 1, cid);
@@ -578,11 +593,11 @@ int el_merge(const char *const *paths, size_t nlayers, const char *fsmeta_path,
 	}
 	for (size_t i = 0; i < nlayers; i++) {
 		uint8_t le[8];
-		el_put_le64(le, m.layers[i].blocks);
+		el_put_le64(le, m.layers[i].file_blocks);
 		el_sha256_update(h, m.layers[i].uuid, 16);
 		el_sha256_update(h, le, 8);
 		el_hex(m.layers[i].uuid, 16, devs[i].tag);
-		devs[i].blocks = m.layers[i].blocks;
+		devs[i].blocks = m.layers[i].file_blocks;
 	}
 	el_sha256_final(h, digest);
 	el_sha256_free(h);
@@ -605,6 +620,8 @@ int el_merge(const char *const *paths, size_t nlayers, const char *fsmeta_path,
 		goto out;
 	}
 	r = el_writer_new(of.fd, &w);
+	if (r == 0 && opts && opts->verity)
+		r = el_writer_verity(w);
 	if (r < 0) {
 		r = oom(&m);
 		goto out;
@@ -629,7 +646,7 @@ int el_merge(const char *const *paths, size_t nlayers, const char *fsmeta_path,
 	}
 	published = true;
 	if (vmdk_path) {
-		r = write_vmdk(&m, vmdk_path, fsmeta_abs, st.image_bytes / EROFS_BLKSIZ, wopts.uuid);
+		r = write_vmdk(&m, vmdk_path, fsmeta_abs, st.file_bytes / EROFS_BLKSIZ, wopts.uuid);
 		if (r < 0)
 			goto out;
 	}
@@ -637,10 +654,12 @@ int el_merge(const char *const *paths, size_t nlayers, const char *fsmeta_path,
 		*ret = (struct el_merge_result){
 			.inodes = st.inodes,
 			.fsmeta_blocks = st.image_bytes / EROFS_BLKSIZ,
+			.verity = st.verity,
+			.verity_info = st.verity_info,
 		};
-		ret->total_blocks = ret->fsmeta_blocks;
+		ret->total_blocks = st.file_bytes / EROFS_BLKSIZ;
 		for (size_t i = 0; i < nlayers; i++)
-			ret->total_blocks += m.layers[i].blocks;
+			ret->total_blocks += m.layers[i].file_blocks;
 		memcpy(ret->uuid, wopts.uuid, 16);
 	}
 	r = 0;

@@ -396,6 +396,24 @@ static void plan_tree(uint64_t data_blocks, uint64_t hash_offset, struct layout 
 	l->end = pos;
 }
 
+bool el_verity_present(int fd, uint64_t hash_offset)
+{
+	char sig[8];
+
+	return el_pread_full(fd, sig, sizeof(sig), hash_offset) == 0 &&
+	       !memcmp(sig, "verity\0\0", 8);
+}
+
+uint64_t el_verity_tree_bytes(uint64_t data_blocks)
+{
+	struct layout l;
+
+	if (!data_blocks)
+		return 0;
+	plan_tree(data_blocks, 0, &l);
+	return l.end;
+}
+
 /* What becomes of each level's bytes: written, or compared with the file. */
 struct tree_out {
 	int fd;

@@ -211,6 +211,7 @@ struct plan {
 	uint64_t inode_bytes; /* of the nid area */
 	uint64_t total_blocks;
 	bool any_xattrs;
+	bool verity; /* a hash tree follows the image: devices start after it */
 };
 
 static int order_push(struct plan *p, struct el_inode *ino)
@@ -569,6 +570,8 @@ static int plan_layout(struct plan *p, uint64_t data_end_blk, struct el_error *e
 		p->uniaddr = calloc(ndev, sizeof(*p->uniaddr));
 		if (!p->uniaddr)
 			return el_error_set(err, -ENOMEM, NULL, EL_NO_OFFSET, "out of memory");
+		if (p->verity)
+			blk += el_verity_tree_bytes(blk) / BLK;
 		for (unsigned i = 0; i < ndev; i++) {
 			p->uniaddr[i] = blk;
 			blk += p->opts->devices[i].blocks;
@@ -937,7 +940,7 @@ int el_writer_finish(struct el_writer *w, struct el_tree *tree,
 		     const struct el_writer_opts *opts, struct el_writer_stats *ret_stats,
 		     struct el_error *err)
 {
-	struct plan p = { .tree = tree, .opts = opts };
+	struct plan p = { .tree = tree, .opts = opts, .verity = w->verity != NULL };
 	int r;
 
 	r = wflush(w, err);

@@ -6,10 +6,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "commands.h"
 #include "erofs-layer/image.h"
 #include "erofs-layer/merge.h"
+#include "erofs-layer/verity.h"
 
 int cmd_merge(int argc, char **argv)
 {
@@ -18,6 +20,7 @@ int cmd_merge(int argc, char **argv)
 		{ "vmdk", required_argument, NULL, 'V' },
 		{ "flat", no_argument, NULL, 'F' },
 		{ "epoch", required_argument, NULL, 'T' },
+		{ "dm-verity", no_argument, NULL, 'D' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -37,13 +40,18 @@ int cmd_merge(int argc, char **argv)
 		case 'F':
 			opts.flat = true;
 			break;
+		case 'D':
+			opts.verity = true;
+			break;
 		case 'T':
 			if (parse_epoch("merge", optarg, &opts.epoch) < 0)
 				return EXIT_USAGE;
 			opts.has_epoch = true;
 			break;
 		case 'h':
-			printf("usage: erofs-layer merge -o FSMETA [--vmdk VMDK] [--flat] [--epoch SECONDS] LAYER...\n");
+			printf("usage: erofs-layer merge -o FSMETA [--vmdk VMDK] [--flat] [--epoch SECONDS] [--dm-verity] LAYER...\n"
+			       "  layers with a dm-verity tree count whole in the device table and the VMDK;\n"
+			       "  --dm-verity gives FSMETA a tree of its own and writes FSMETA.dmverity\n");
 			return 0;
 		default:
 			return EXIT_USAGE;
@@ -65,9 +73,23 @@ int cmd_merge(int argc, char **argv)
 			return EXIT_UNMERGEABLE;
 		return r == -EFSCORRUPTED ? EXIT_BADINPUT : 1;
 	}
+	if (res.verity && el_verity_sidecar_write(out, &res.verity_info, &err) < 0) {
+		char msg[700];
+		fprintf(stderr, "erofs-layer merge: %s\n", el_error_format(&err, msg, sizeof(msg)));
+		unlink(out);
+		if (vmdk)
+			unlink(vmdk);
+		return 1;
+	}
 	printf("layers %d\n", argc - optind);
 	printf("inodes %" PRIu64 "\n", res.inodes);
 	printf("fsmeta_blocks %" PRIu64 "\n", res.fsmeta_blocks);
 	printf("total_blocks %" PRIu64 "\n", res.total_blocks);
+	if (res.verity) {
+		char hex[65];
+		el_verity_root_hex(&res.verity_info, hex);
+		printf("verity_roothash %s\n", hex);
+		printf("verity_hashoffset %" PRIu64 "\n", res.verity_info.hash_offset);
+	}
 	return 0;
 }
