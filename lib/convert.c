@@ -10,6 +10,7 @@
 #include "common/io.h"
 #include "common/macro.h"
 #include "common/sha256.h"
+#include "erofs/verity-internal.h"
 
 EL_DEFINE_CLEANUP(struct el_tree, el_tree_free)
 EL_DEFINE_CLEANUP(struct el_tar, el_tar_free)
@@ -110,8 +111,11 @@ int el_convert_fd(int in_fd, const char *out_path, const struct el_convert_opts 
 	r = el_outfile_create(&of, out_path, 0644, err);
 	if (r < 0)
 		return r;
+	struct el_convert_result local;
+	if (!ret)
+		ret = &local;
 	r = el_input_new_fd(in_fd, &in, err);
 	if (r >= 0)
 		r = el_convert_input(in, of.fd, opts, ret, err);
-	return el_outfile_finish(&of, r, out_path, err);
+	return el_publish_image(&of, r, out_path, &ret->image, err);
 }

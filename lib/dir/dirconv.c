@@ -34,6 +34,7 @@
 #include "common/macro.h"
 #include "common/sha256.h"
 #include "common/util.h"
+#include "erofs/verity-internal.h"
 
 #define WHAT "directory"
 #define DATA_CHUNK (1u << 20)
@@ -822,6 +823,9 @@ int el_convert_dir_path(const char *dir, const char *out_path, const struct el_d
 	r = el_outfile_create(&of, out_path, 0644, err);
 	if (r < 0)
 		return r;
+	struct el_convert_result local;
+	if (!ret)
+		ret = &local;
 	r = el_convert_dir(dfd, of.fd, opts, ret, err);
-	return el_outfile_finish(&of, r, out_path, err);
+	return el_publish_image(&of, r, out_path, &ret->image, err);
 }

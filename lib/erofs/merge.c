@@ -548,6 +548,7 @@ int el_merge(const char *const *paths, size_t nlayers, const char *fsmeta_path,
 {
 	struct merge m = { .err = err, .nlayers = nlayers };
 	struct el_outfile of = { .fd = -1, .dirfd = -1 };
+	char *sidecar = NULL; /* published */
 	struct el_writer *w = NULL;
 	struct el_writer_device *devs = NULL;
 	char *fsmeta_abs = NULL;
@@ -638,6 +639,17 @@ int el_merge(const char *const *paths, size_t nlayers, const char *fsmeta_path,
 			goto out;
 		}
 	}
+	/* the sidecar first: fsmeta never shows without its root hash */
+	if (st.verity) {
+		r = el_verity_sidecar_write(fsmeta_path, &st.verity_info, err);
+		if (r < 0)
+			goto out;
+		if (asprintf(&sidecar, "%s.dmverity", fsmeta_path) < 0) {
+			sidecar = NULL;
+			r = oom(&m);
+			goto out;
+		}
+	}
 	r = el_outfile_publish(&of);
 	if (r < 0) {
 		el_error_set(err, r, NULL, EL_NO_OFFSET, "cannot publish %s: %s", fsmeta_path,
@@ -666,6 +678,9 @@ int el_merge(const char *const *paths, size_t nlayers, const char *fsmeta_path,
 out:
 	if (r < 0 && published)
 		unlink(fsmeta_path); /* the VMDK failed: take fsmeta back too */
+	if (r < 0 && sidecar)
+		unlink(sidecar);
+	free(sidecar);
 	el_outfile_discard(&of);
 	el_writer_free(w);
 	for (size_t i = 0; m.layers && i < nlayers; i++) {

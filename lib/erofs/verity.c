@@ -12,6 +12,7 @@
  * first: level i starts after all the levels above it.
  */
 #include "erofs-layer/verity.h"
+#include "verity-internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -903,6 +904,24 @@ int el_verity_sidecar_read(const char *path, uint8_t root[32], uint64_t *hash_of
 		err->msg[sizeof(err->msg) - 1] = 0;
 		memcpy(err->msg, path, pn - 2);
 		memcpy(err->msg + pn - 2, ": ", 2);
+	}
+	return r;
+}
+
+int el_publish_image(struct el_outfile *of, int r, const char *path,
+		     const struct el_writer_stats *st, struct el_error *err)
+{
+	bool side = false;
+
+	if (r >= 0 && st && st->verity) {
+		r = el_verity_sidecar_write(path, &st->verity_info, err);
+		side = r >= 0;
+	}
+	r = el_outfile_finish(of, r, path, err);
+	if (r < 0 && side) {
+		_cleanup_free_ char *p = NULL;
+		if (asprintf(&p, "%s" SIDECAR_SUFFIX, path) >= 0)
+			unlink(p);
 	}
 	return r;
 }

@@ -19,6 +19,7 @@
 #include "common/io.h"
 #include "common/macro.h"
 #include "common/sha256.h"
+#include "erofs/verity-internal.h"
 
 #define WHAT "ext4"
 #define DATA_CHUNK (1u << 20)
@@ -207,6 +208,9 @@ int el_convert_ext4(const char *image, const char *subdir, const char *out_path,
 	r = el_outfile_create(&of, out_path, 0644, err);
 	if (r < 0)
 		return r;
+	struct el_convert_result local;
+	if (!ret)
+		ret = &local;
 	r = convert_fd(fs, subdir, of.fd, opts, ret, err);
-	return el_outfile_finish(&of, r, out_path, err);
+	return el_publish_image(&of, r, out_path, &ret->image, err);
 }

@@ -16,6 +16,7 @@
 #include "erofs-layer/ext4.h"
 #include "erofs-layer/image.h"
 #include "erofs-layer/upper-tar.h"
+#include "erofs-layer/verity.h"
 #include "ext4.h"
 #include "layout.h"
 #include "common/io.h"
@@ -227,9 +228,11 @@ static int tar_failure(struct blob_reader *br, int r, struct el_error *err)
 }
 
 static int apply_tar(struct blob_reader *br, int out_fd, atomic_bool *cancel,
-		     bool clamp_times, struct df_applied *ret, struct el_error *err)
+		     bool clamp_times, bool verity, struct el_verity_info *vinfo,
+		     struct df_applied *ret, struct el_error *err)
 {
-	struct el_convert_opts opts = { .cancel = cancel, .clamp_pre_epoch = clamp_times };
+	struct el_convert_opts opts = { .cancel = cancel, .clamp_pre_epoch = clamp_times,
+					.verity = verity };
 	struct el_convert_result res;
 	struct el_input *in = NULL;
 	int r;
@@ -250,11 +253,12 @@ static int apply_tar(struct blob_reader *br, int out_fd, atomic_bool *cancel,
 	ret->size = res.tar_bytes;
 	ret->entries = res.entries;
 	ret->image_bytes = res.image.image_bytes;
+	*vinfo = res.image.verity_info;
 	return 0;
 }
 
-static int apply_erofs(struct blob_reader *br, int out_fd, struct df_applied *ret,
-		       struct el_error *err)
+static int apply_erofs(struct blob_reader *br, int out_fd, bool verity,
+		       struct el_verity_info *vinfo, struct df_applied *ret, struct el_error *err)
 {
 	_cleanup_free_ uint8_t *buf = malloc(1 << 20);
 	struct el_check_stats stats;
@@ -294,7 +298,9 @@ static int apply_erofs(struct blob_reader *br, int out_fd, struct df_applied *re
 	ret->size = off;
 	ret->entries = stats.inodes;
 	ret->image_bytes = off;
-	return 0;
+	/* the blob's bytes, then a tree over them: containerd 2.3 gives
+	 * native blobs none */
+	return verity ? el_verity_append(out_fd, NULL, vinfo, err) : 0;
 }
 
 /* fsync of the directory that holds dir: dir's own entry survives a crash */
@@ -333,10 +339,51 @@ int differ_check_blob(const struct df_blob *blob, struct el_error *err)
 	return 0;
 }
 
-int differ_apply(const char *dir, const struct df_blob *blob, bool immutable, atomic_bool *cancel,
-		 struct df_applied *ret, struct el_error *err)
+/* <dir>/layer.erofs.dmverity, published before layer.erofs (a layer never
+ * shows without the root hash that vouches for it), immutable with it. */
+static int publish_sidecar(const char *path, const struct el_verity_info *info, bool immutable,
+			   struct df_applied *ret, struct el_error *err)
+{
+	_cleanup_free_ char *side = NULL;
+	int r;
+
+	if (asprintf(&side, "%s" LAYOUT_VERITY_SUFFIX, path) < 0)
+		return el_error_set(err, -ENOMEM, NULL, EL_NO_OFFSET, "out of memory");
+	r = el_verity_sidecar_write(path, info, err);
+	if (r < 0)
+		return r;
+	if (immutable) {
+		_cleanup_close_ int fd = open(side, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		r = fd < 0 ? -errno : layout_set_immutable_fd(fd, true);
+		if (r < 0) {
+			unlink(side);
+			return el_error_set(err, r, NULL, EL_NO_OFFSET, "cannot make %s immutable: %s",
+					    side, strerror(-r));
+		}
+	}
+	ret->verity = true;
+	el_verity_root_hex(info, ret->roothash);
+	return 0;
+}
+
+static void unpublish(const char *path, bool verity)
+{
+	_cleanup_free_ char *side = NULL;
+
+	unlink(path);
+	if (verity && asprintf(&side, "%s" LAYOUT_VERITY_SUFFIX, path) >= 0) {
+		_cleanup_close_ int fd = open(side, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd >= 0)
+			(void)layout_set_immutable_fd(fd, false);
+		unlink(side);
+	}
+}
+
+int differ_apply(const char *dir, const struct df_blob *blob, bool immutable, bool verity,
+		 atomic_bool *cancel, struct df_applied *ret, struct el_error *err)
 {
 	_cleanup_free_ char *path = NULL;
+	struct el_verity_info vinfo = { 0 };
 	struct blob_reader br = { .blob = blob, .cancel = cancel };
 	enum df_media media = differ_media(blob->media_type);
 	struct el_outfile of;
@@ -360,18 +407,22 @@ int differ_apply(const char *dir, const struct df_blob *blob, bool immutable, at
 		return r;
 	}
 	if (media == DF_MEDIA_TAR)
-		r = apply_tar(&br, of.fd, cancel, true, ret, err);
+		r = apply_tar(&br, of.fd, cancel, true, verity, &vinfo, ret, err);
 	else
-		r = apply_erofs(&br, of.fd, ret, err);
+		r = apply_erofs(&br, of.fd, verity, &vinfo, ret, err);
 	if (r == 0 && cancel && atomic_load(cancel))
 		r = el_error_set(err, -ECANCELED, NULL, EL_NO_OFFSET, "cancelled");
+	if (r == 0 && verity)
+		r = publish_sidecar(path, &vinfo, immutable, ret, err);
 	r = el_outfile_finish(&of, r, path, err);
+	if (r < 0 && ret->verity)
+		unpublish(path, true); /* the image did not make it: its sidecar goes */
 	if (r == 0) {
 		r = sync_parent(dir);
 		if (r < 0) {
 			el_error_set(err, r, NULL, EL_NO_OFFSET, "cannot sync the directory above %s: %s",
 				     dir, strerror(-r));
-			unlink(path);
+			unpublish(path, verity);
 		}
 	}
 	if (r == 0 && immutable) {
@@ -382,7 +433,7 @@ int differ_apply(const char *dir, const struct df_blob *blob, bool immutable, at
 		if (r < 0) {
 			el_error_set(err, r, NULL, EL_NO_OFFSET, "cannot make %s immutable: %s", path,
 				     strerror(-r));
-			unlink(path);
+			unpublish(path, verity);
 		}
 	}
 	el_sha256_free(br.sha);

@@ -64,6 +64,8 @@ struct df_applied {
 	uint64_t size;		 /* its size */
 	uint64_t entries;	 /* tar entries (0 for an EROFS blob) */
 	uint64_t image_bytes;	 /* layer.erofs */
+	bool verity;		 /* with a dm-verity tree: */
+	char roothash[65];	 /* its root hash, as the sidecar says it */
 };
 
 /* The descriptor's part of Apply's checks, before any byte is read: a media
@@ -80,8 +82,8 @@ int differ_check_blob(const struct df_blob *blob, struct el_error *err);
  * this), and with immutable it carries the immutable flag (Commit sets it
  * otherwise).
  */
-int differ_apply(const char *dir, const struct df_blob *blob, bool immutable, atomic_bool *cancel,
-		 struct df_applied *ret, struct el_error *err);
+int differ_apply(const char *dir, const struct df_blob *blob, bool immutable, bool verity,
+		 atomic_bool *cancel, struct df_applied *ret, struct el_error *err);
 
 /* ---- Compare ------------------------------------------------------------ */
 

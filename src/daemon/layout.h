@@ -19,6 +19,17 @@
 #define LAYOUT_FSMETA "fsmeta.erofs"
 #define LAYOUT_VMDK "merged.vmdk"
 #define LAYOUT_RWLAYER "rwlayer.img"
+/* the dm-verity sidecar beside an image: containerd 2.3's name for it */
+#define LAYOUT_VERITY_SUFFIX ".dmverity"
+#define LAYOUT_LAYER_VERITY LAYOUT_LAYER LAYOUT_VERITY_SUFFIX
+#define LAYOUT_FSMETA_VERITY LAYOUT_FSMETA LAYOUT_VERITY_SUFFIX
+
+/* What --dm-verity asks for (docs/verity.md). */
+enum dm_verity {
+	DM_VERITY_OFF,	  /* no trees */
+	DM_VERITY_ON,	  /* layer.erofs and fsmeta.erofs with a tree each, and its sidecar */
+	DM_VERITY_MOUNTS, /* ... and their mounts name the sidecar (X-containerd.dmverity=) */
+};
 
 struct layout_stage;
 

@@ -29,6 +29,7 @@ struct options {
 	const char *root, *address, *containerd_address, *containerd_namespace, *name;
 	uint64_t default_size;
 	bool set_immutable, local_content;
+	enum dm_verity verity;
 };
 
 static void usage(FILE *f)
@@ -47,6 +48,10 @@ static void usage(FILE *f)
 		"  --local-content[=BOOL]      Apply reads a layer blob from the file in containerd's content\n"
 		"                              store when it can open it (after asking containerd that the\n"
 		"                              namespace holds it); false: always the Read stream (default true)\n"
+		"  --dm-verity MODE            off, on: every layer.erofs and fsmeta.erofs gets a dm-verity\n"
+		"                              hash tree and a .dmverity sidecar naming its root hash; mounts:\n"
+		"                              the same, and their mounts carry X-containerd.dmverity= as\n"
+		"                              containerd 2.3's erofs snapshotter writes them (default off)\n"
 		"  --version                   print the version\n");
 }
 
@@ -116,6 +121,7 @@ int main(int argc, char **argv)
 		{ "default-size", required_argument, NULL, 's' },
 		{ "set-immutable", optional_argument, NULL, 'i' },
 		{ "local-content", optional_argument, NULL, 'L' },
+		{ "dm-verity", required_argument, NULL, 'D' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -165,6 +171,18 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			break;
+		case 'D':
+			if (!strcmp(optarg, "off")) {
+				o.verity = DM_VERITY_OFF;
+			} else if (!strcmp(optarg, "on")) {
+				o.verity = DM_VERITY_ON;
+			} else if (!strcmp(optarg, "mounts")) {
+				o.verity = DM_VERITY_MOUNTS;
+			} else {
+				fprintf(stderr, "spin-erofs-snapshotter: invalid --dm-verity '%s' (off, on or mounts)\n", optarg);
+				return 2;
+			}
+			break;
 		case 'V':
 			printf("spin-erofs-snapshotter %s\n", EL_VERSION);
 			return 0;
@@ -202,7 +220,7 @@ int main(int argc, char **argv)
 	}
 
 	struct sn_config cfg = { .root = o.root, .default_size = o.default_size,
-				 .set_immutable = o.set_immutable };
+				 .set_immutable = o.set_immutable, .verity = o.verity };
 	struct snapshotter *sn = NULL;
 	struct el_error err;
 	el_error_clear(&err);
@@ -233,7 +251,8 @@ int main(int argc, char **argv)
 		r = service_diff_register(srv, content,
 					  &(struct diff_options){ .default_namespace = o.containerd_namespace,
 								  .set_immutable = o.set_immutable,
-								  .local_content = o.local_content });
+								  .local_content = o.local_content,
+								  .verity = o.verity != DM_VERITY_OFF });
 	if (r == 0)
 		r = rpc_server_start(srv);
 	if (r < 0) {

@@ -29,6 +29,7 @@ struct diff_service {
 	struct rpc_client *content;
 	char *default_ns;
 	bool set_immutable;
+	bool verity;
 	bool local_content;
 };
 
@@ -192,7 +193,8 @@ static void h_apply(struct rpc_call *call, ProtobufCMessage *msg, void *ud)
 	r = content_reader_open(&ctx, blob.digest, store, &reader, &err);
 	if (r == 0) {
 		blob.read_ud = reader;
-		r = differ_apply(dir, &blob, svc->set_immutable, &watch.flag, &applied, &err);
+		r = differ_apply(dir, &blob, svc->set_immutable, svc->verity, &watch.flag, &applied,
+				 &err);
 		if (r < 0 && r != -EINVAL && content_reader_error(reader, NULL) < 0) {
 			/* containerd's own words about why the read failed */
 			el_error_clear(&err);
@@ -214,6 +216,7 @@ static void h_apply(struct rpc_call *call, ProtobufCMessage *msg, void *ud)
 	snprintf(sz, sizeof(sz), "%" PRIu64, applied.size);
 	log_msg(LOG_INFO, "applied", "dir", dir, "digest", blob.digest, "diffid", applied.digest,
 		"bytes", sz, "read", source, "ms", ms,
+		applied.verity ? "roothash" : (const char *)NULL, applied.roothash,
 		(const char *)NULL);
 
 	Containerd__Services__Diff__V1__ApplyResponse resp =
@@ -340,6 +343,7 @@ int service_diff_register(struct rpc_server *srv, struct rpc_client *content,
 
 	the_service.content = content;
 	the_service.set_immutable = opts->set_immutable;
+	the_service.verity = opts->verity;
 	the_service.local_content = opts->local_content;
 	the_service.default_ns = strdup(opts->default_namespace);
 	if (!the_service.default_ns)

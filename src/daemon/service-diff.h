@@ -15,6 +15,8 @@ struct diff_options {
 	/* Apply reads a blob from containerd's local content store when this
 	 * host can open it, the Read stream otherwise (--local-content) */
 	bool local_content;
+	/* each layer.erofs gets a dm-verity tree and its sidecar (--dm-verity) */
+	bool verity;
 };
 
 /* Registers containerd.services.diff.v1.Diff (Apply, Diff). Blobs are read

@@ -164,6 +164,31 @@ static int mount_add(struct sn_mounts *m, const char *type, char *source, const 
 	return 0;
 }
 
+/* With --dm-verity=mounts, the erofs mount just added (r: mount_add's
+ * result) names its image's sidecar as containerd 2.3's snapshotter does
+ * (docs/verity.md); images without one (made while verity was off) mount
+ * as they are. */
+static int announce_verity(struct snapshotter *sn, struct sn_mounts *m, int r)
+{
+	_cleanup_free_ char *side = NULL;
+
+	if (r < 0 || sn->cfg.verity != DM_VERITY_MOUNTS)
+		return r;
+	struct sn_mount *mt = &m->v[m->n - 1];
+	if (asprintf(&side, "%s" LAYOUT_VERITY_SUFFIX, mt->source) < 0)
+		return -ENOMEM;
+	if (access(side, F_OK) != 0)
+		return 0;
+	char **o = realloc(mt->options, (mt->n_options + 1) * sizeof(*o));
+	if (!o)
+		return -ENOMEM;
+	mt->options = o;
+	if (asprintf(&o[mt->n_options], "X-containerd.dmverity=%s", side) < 0)
+		return -ENOMEM;
+	mt->n_options++;
+	return 0;
+}
+
 static int cleanup(struct snapshotter *sn, bool startup, struct el_error *err);
 
 int sn_open(const struct sn_config *cfg, struct snapshotter **ret, struct el_error *err)
@@ -334,7 +359,8 @@ static int merge_chain(struct snapshotter *sn, const uint64_t *ids, size_t n, co
 	}
 	el_error_clear(&merr);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	r = el_merge((const char *const *)layers, n, fsmeta, vmdk, NULL, &res, &merr);
+	r = el_merge((const char *const *)layers, n, fsmeta, vmdk,
+		     &(struct el_merge_opts){ .verity = sn->cfg.verity != DM_VERITY_OFF }, &res, &merr);
 	double ms = el_ms_since(&t0);
 	if (r == -EL_EUNMERGEABLE) {
 		char buf[700];
@@ -355,6 +381,8 @@ static int merge_chain(struct snapshotter *sn, const uint64_t *ids, size_t n, co
 		if (sn->cfg.set_immutable) {
 			layout_set_immutable(&sn->layout, top, LAYOUT_FSMETA, true);
 			layout_set_immutable(&sn->layout, top, LAYOUT_VMDK, true);
+			if (res.verity)
+				layout_set_immutable(&sn->layout, top, LAYOUT_FSMETA_VERITY, true);
 		}
 	}
 out:
@@ -416,7 +444,9 @@ static int lower_mounts(struct snapshotter *sn, const uint64_t *ids, size_t n,
 	if (n == 0)
 		return 0;
 	if (n == 1)
-		return mount_add(m, "erofs", layout_path(&sn->layout, ids[0], LAYOUT_LAYER), ro_loop);
+		return announce_verity(sn, m, mount_add(m, "erofs",
+							layout_path(&sn->layout, ids[0], LAYOUT_LAYER),
+							ro_loop));
 	/* a queued merge of this chain is done here and now (not counted
 	 * as dropped: the chain is not an intermediate one) */
 	uint64_t *queued = NULL;
@@ -429,6 +459,7 @@ static int lower_mounts(struct snapshotter *sn, const uint64_t *ids, size_t n,
 	if (r == 1) {
 		for (size_t i = 0; i < n; i++) {
 			r = mount_add(m, "erofs", layout_path(&sn->layout, ids[i], LAYOUT_LAYER), ro_loop);
+			r = announce_verity(sn, m, r);
 			if (r < 0)
 				return r;
 		}
@@ -453,7 +484,9 @@ static int lower_mounts(struct snapshotter *sn, const uint64_t *ids, size_t n,
 		opts[2 + i] = devs[i];
 	}
 	if (r == 0)
-		r = mount_add(m, "erofs", layout_path(&sn->layout, ids[n - 1], LAYOUT_FSMETA), opts);
+		r = announce_verity(sn, m, mount_add(m, "erofs",
+						     layout_path(&sn->layout, ids[n - 1], LAYOUT_FSMETA),
+						     opts));
 	for (size_t i = 0; i < n; i++)
 		free(devs[i]);
 	free(devs);
@@ -809,7 +842,8 @@ static int convert_rwlayer(struct snapshotter *sn, const struct snap_info *info,
 			   const char *layer, struct el_error *err)
 {
 	_cleanup_free_ char *img = layout_path(&sn->layout, info->id, LAYOUT_RWLAYER);
-	struct el_dir_opts opts = { .overlay_upper = true };
+	struct el_dir_opts opts = { .overlay_upper = true,
+				    .verity = sn->cfg.verity != DM_VERITY_OFF };
 	struct el_convert_result res;
 	struct el_error cerr;
 	char buf[700];
@@ -834,6 +868,7 @@ static int convert_rwlayer(struct snapshotter *sn, const struct snap_info *info,
 	/* a commit that crashed after publishing may have left an immutable
 	 * layer.erofs behind: it is replaced */
 	layout_set_immutable(&sn->layout, info->id, LAYOUT_LAYER, false);
+	layout_set_immutable(&sn->layout, info->id, LAYOUT_LAYER_VERITY, false);
 	r = el_convert_ext4(img, "upper", layer, &opts, &res, &cerr);
 	if (r < 0)
 		return fail(err, r == -EUCLEAN || r == -EOPNOTSUPP ? -EINVAL : r,
@@ -863,7 +898,8 @@ static int make_layer(struct snapshotter *sn, const struct snap_info *info, uint
 		if (r < 0)
 			return r;
 	} else if (*ret_made) {
-		struct el_dir_opts opts = { .overlay_upper = true };
+		struct el_dir_opts opts = { .overlay_upper = true,
+					    .verity = sn->cfg.verity != DM_VERITY_OFF };
 		struct el_convert_result res;
 		struct el_error cerr;
 		el_error_clear(&cerr);
@@ -1038,8 +1074,10 @@ int sn_commit_onto(struct snapshotter *sn, const char *name, const char *key, co
 	busy_release(&sn->busy, info.id);
 	if (r < 0)
 		return r;
-	if (sn->cfg.set_immutable)
+	if (sn->cfg.set_immutable) {
 		layout_set_immutable(&sn->layout, info.id, LAYOUT_LAYER, true);
+		layout_set_immutable(&sn->layout, info.id, LAYOUT_LAYER_VERITY, true);
+	}
 
 	if (sn_is_extract_key(key) && made) {
 		/* its directory was not made durable at Prepare: it must be

@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "erofs-layer/error.h"
+#include "layout.h"
 #include "store.h"
 
 struct sn_config {
@@ -24,6 +25,9 @@ struct sn_config {
 	bool set_immutable;
 	/* how long a chain's merge waits after its Commit (0: 50 ms) */
 	unsigned merge_grace_ms;
+	/* dm-verity trees for the layers Commit converts and for fsmeta, and
+	 * whether mounts name their sidecars (layout.h, --dm-verity) */
+	enum dm_verity verity;
 };
 
 struct sn_mount {

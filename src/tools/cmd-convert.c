@@ -57,24 +57,6 @@ static int parse_uuid(const char *s, uint8_t out[16])
 	return n == 32 ? 0 : -EINVAL;
 }
 
-/* With --dm-verity, OUT.dmverity beside OUT names the root hash
- * (containerd 2.3's sidecar); when it cannot be written, OUT goes too. */
-static int finish_verity(const char *out, const struct el_convert_result *res)
-{
-	struct el_error err;
-	char msg[700];
-
-	if (!res->image.verity)
-		return 0;
-	el_error_clear(&err);
-	if (el_verity_sidecar_write(out, &res->image.verity_info, &err) < 0) {
-		fprintf(stderr, "erofs-layer convert: %s\n", el_error_format(&err, msg, sizeof(msg)));
-		unlink(out);
-		return 1;
-	}
-	return 0;
-}
-
 static void print_image(const struct el_convert_result *res)
 {
 	printf("inodes %" PRIu64 "\n", res->image.inodes);
@@ -122,8 +104,6 @@ static int convert_dir(const char *dir, const char *out, const struct el_convert
 			       ? EXIT_BADINPUT
 			       : 1;
 	}
-	if (finish_verity(out, &res))
-		return 1;
 	print_tree_result(&res);
 	return 0;
 }
@@ -175,8 +155,6 @@ static int convert_ext4(const char *arg, const char *out, const struct el_conver
 			       ? EXIT_BADINPUT
 			       : 1;
 	}
-	if (finish_verity(out, &res))
-		return 1;
 	print_tree_result(&res);
 	return 0;
 }
@@ -300,8 +278,6 @@ int cmd_convert(int argc, char **argv)
 			       ? EXIT_BADINPUT
 			       : 1;
 	}
-	if (finish_verity(out, &res))
-		return 1;
 	char hex[65];
 	el_hex(res.diffid, 32, hex);
 	printf("diffid sha256:%s\n", hex);

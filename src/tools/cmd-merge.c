@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "commands.h"
 #include "erofs-layer/image.h"
@@ -72,14 +71,6 @@ int cmd_merge(int argc, char **argv)
 		if (r == -EL_EUNMERGEABLE)
 			return EXIT_UNMERGEABLE;
 		return r == -EFSCORRUPTED ? EXIT_BADINPUT : 1;
-	}
-	if (res.verity && el_verity_sidecar_write(out, &res.verity_info, &err) < 0) {
-		char msg[700];
-		fprintf(stderr, "erofs-layer merge: %s\n", el_error_format(&err, msg, sizeof(msg)));
-		unlink(out);
-		if (vmdk)
-			unlink(vmdk);
-		return 1;
 	}
 	printf("layers %d\n", argc - optind);
 	printf("inodes %" PRIu64 "\n", res.inodes);

@@ -689,7 +689,8 @@ def spec_tagged(tag):
 
 BUILTIN = {"multi": spec_multi, "single": spec_single, "big": spec_big, "mixed": spec_mixed,
            "pulled": spec_pulled, "broken": spec_broken,
-           "cfg-seed": spec_tagged("cfg-seed"), "cfg-readme": spec_tagged("cfg-readme")}
+           "cfg-seed": spec_tagged("cfg-seed"), "cfg-readme": spec_tagged("cfg-readme"),
+           "verity": spec_tagged("verity")}
 
 
 def spec_digest(spec):

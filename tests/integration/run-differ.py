@@ -520,6 +520,78 @@ def t_apply_stream(env):
         restart_daemon(env)
 
 
+@case("apply-verity")
+def t_apply_verity(env):
+    """--dm-verity=mounts: each layer.erofs an Apply writes ends with a
+    dm-verity tree in containerd 2.3's layout beside its .dmverity sidecar,
+    and so does the chain's fsmeta.erofs; veritysetup accepts each; the
+    mounts name the sidecars (X-containerd.dmverity=) and give the image's
+    files; a byte changed in a layer is found and its block named."""
+    env.lab_up()
+    restart_daemon(env, "--dm-verity=mounts")
+    try:
+        verity_checks(env)
+    finally:
+        restart_daemon(env)
+
+
+def verity_checks(env):
+    lab = env.lab
+    off = lab.log_size()
+    info = import_through_apply(env, "verity", local=False)
+    ap = applied_lines(lab.log_since(off))
+    roots = re.findall(r'msg=applied .* roothash=([0-9a-f]{64})', lab.log_since(off))
+    probs = []
+    if len(roots) != len(ap):
+        probs.append("%d applied lines name a root hash, of %d" % (len(roots), len(ap)))
+    for (d, _, _), root in zip(ap, roots):
+        layer = os.path.join(d, "layer.erofs")
+        side = layer + ".dmverity"
+        why = ri.veritysetup_problem(layer, side)
+        if why:
+            probs.append(why)
+        elif json.load(open(side))["roothash"] != root:
+            probs.append("%s: the log's root hash is not the sidecar's" % side)
+        r = run([env.erofs_layer, "check", "--verity", layer], check=False)
+        if r.rc != 0:
+            probs.append("check --verity %s: %s" % (layer, tail(r.err)))
+    top = info["chain_ids"][-1]
+    vkey = env.name("verity-view")
+    m = ri.view(lab, lab.sn, vkey, top)
+    src = m[0]["Source"] if m else ""
+    opts = m[0].get("Options") or [] if m else []
+    want = "X-containerd.dmverity=%s.dmverity" % src
+    if not src.endswith("/fsmeta.erofs") or want not in opts:
+        probs.append("the chain's mount does not name fsmeta's sidecar: %s" % m)
+    else:
+        why = ri.veritysetup_problem(src, src + ".dmverity")
+        if why:
+            probs.append(why)
+        with ri.Mounted(env.host, m, "verity") as mp:
+            if open(os.path.join(mp, "etc/tag")).read() != "verity\n":
+                probs.append("etc/tag through the verity mount: %r"
+                             % open(os.path.join(mp, "etc/tag")).read())
+    lab.sn("rm", vkey)
+    # a byte of the top layer's data changed behind the daemon's back
+    layer = os.path.join(ap[-1][0], "layer.erofs")
+    run(["chattr", "-i", layer])
+    with open(layer, "r+b") as f:
+        f.seek(4096 + 7)
+        b = f.read(1)
+        f.seek(4096 + 7)
+        f.write(bytes([b[0] ^ 0x55]))
+    r = run([env.erofs_layer, "check", "--verity", layer], check=False)
+    if r.rc != 3 or "data block 1 does not match its hash" not in r.err:
+        probs.append("check --verity of a changed layer: exit %d, %s" % (r.rc, tail(r.err)))
+    if ri.veritysetup_problem(layer, layer + ".dmverity") is None:
+        probs.append("veritysetup accepts a changed layer")
+    with open(layer, "r+b") as f:
+        f.seek(4096 + 7)
+        f.write(b)
+    run(["chattr", "+i", layer])
+    check(not probs, "%d problems" % len(probs), probs)
+
+
 def content_size(env, digest):
     r = env.lab.ctr("content", "ls")
     for line in r.out.splitlines()[1:]:
