@@ -164,31 +164,6 @@ static int mount_add(struct sn_mounts *m, const char *type, char *source, const 
 	return 0;
 }
 
-/* With --dm-verity=mounts, the erofs mount just added (r: mount_add's
- * result) names its image's sidecar as containerd 2.3's snapshotter does
- * (docs/verity.md); images without one (made while verity was off) mount
- * as they are. */
-static int announce_verity(struct snapshotter *sn, struct sn_mounts *m, int r)
-{
-	_cleanup_free_ char *side = NULL;
-
-	if (r < 0 || sn->cfg.verity != DM_VERITY_MOUNTS)
-		return r;
-	struct sn_mount *mt = &m->v[m->n - 1];
-	if (asprintf(&side, "%s" LAYOUT_VERITY_SUFFIX, mt->source) < 0)
-		return -ENOMEM;
-	if (access(side, F_OK) != 0)
-		return 0;
-	char **o = realloc(mt->options, (mt->n_options + 1) * sizeof(*o));
-	if (!o)
-		return -ENOMEM;
-	mt->options = o;
-	if (asprintf(&o[mt->n_options], "X-containerd.dmverity=%s", side) < 0)
-		return -ENOMEM;
-	mt->n_options++;
-	return 0;
-}
-
 static int cleanup(struct snapshotter *sn, bool startup, struct el_error *err);
 
 int sn_open(const struct sn_config *cfg, struct snapshotter **ret, struct el_error *err)
@@ -303,6 +278,31 @@ void sn_group_commit_stats(struct snapshotter *sn, uint64_t *ret_ops, uint64_t *
 static bool file_exists(const char *path)
 {
 	return access(path, F_OK) == 0;
+}
+
+/* With --dm-verity=mounts, the erofs mount just added (r: mount_add's
+ * result) names its image's sidecar as containerd 2.3's snapshotter does
+ * (docs/verity.md); images without one (made while verity was off) mount
+ * as they are. */
+static int announce_verity(struct snapshotter *sn, struct sn_mounts *m, int r)
+{
+	_cleanup_free_ char *side = NULL;
+
+	if (r < 0 || sn->cfg.verity != DM_VERITY_MOUNTS)
+		return r;
+	struct sn_mount *mt = &m->v[m->n - 1];
+	if (asprintf(&side, "%s" LAYOUT_VERITY_SUFFIX, mt->source) < 0)
+		return -ENOMEM;
+	if (!file_exists(side))
+		return 0;
+	char **o = realloc(mt->options, (mt->n_options + 1) * sizeof(*o));
+	if (!o)
+		return -ENOMEM;
+	mt->options = o;
+	if (asprintf(&o[mt->n_options], "X-containerd.dmverity=%s", side) < 0)
+		return -ENOMEM;
+	mt->n_options++;
+	return 0;
 }
 
 /* The chain below a snapshot, oldest first: ids of committed ancestors. */
