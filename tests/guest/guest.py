@@ -95,6 +95,23 @@ QEMU = "qemu-system-x86_64"
 # library, built in, so Debian's 7.x needs none of it.
 WANTED_MODULES = ["crc32c_generic", "virtio_pci", "virtio_blk", "erofs", "ext4", "overlay"]
 OPTIONAL_MODULES = {"crc32c_generic"}
+# Loaded by the guest only when a job sets up dm-verity (dm_mod, dm_bufio and
+# reed_solomon come from modules.dep; sha256 is built into 6.1, 6.12 and 7.x).
+VERITY_MODULES = ["dm_verity"]
+
+# The guest's device-mapper tool (no dmsetup in the initramfs), built once
+# per source with the host's compiler, statically.
+DMCREATE_SRC = os.path.join(HERE, "dmcreate.c")
+CC = os.environ.get("CC", "cc")
+
+# dm-verity as containerd 2.3 writes it (docs/verity.md): sha256, 4 KiB
+# data and hash blocks, hash type 1, 32 zero bytes of salt, one superblock
+# block at hashoffset before the tree.
+VERITY_BLOCK = 4096
+VERITY_SALT = "00" * 32
+VERITY_OPTION = "X-containerd.dmverity="
+VERITY_SUFFIX = ".dmverity"
+VERITY_MODES = ("auto", "on", "off")
 
 KERNEL_CMDLINE = [
     "console=ttyS0", "panic=-1", "quiet", "loglevel=4",
@@ -469,9 +486,10 @@ class Cpio:
         return self.buf.getvalue()
 
 
-def _module_plan(kern):
-    """Module files (relative to moddir) in load order: WANTED_MODULES and
-    their dependencies from modules.dep, dependencies first."""
+def _module_plan(kern, wanted=WANTED_MODULES, skip=()):
+    """Module files (relative to moddir) in load order: WANTED and their
+    dependencies from modules.dep, dependencies first, without those in
+    SKIP (already loaded by an earlier list)."""
     deps, byname = {}, {}
     with open(os.path.join(kern.moddir, "modules.dep")) as f:
         for line in f:
@@ -484,7 +502,7 @@ def _module_plan(kern):
     if os.path.exists(bpath):
         with open(bpath) as f:
             builtin = {_modname(line.strip()) for line in f if line.strip()}
-    order, seen = [], set()
+    order, seen = [], set(skip)
 
     def visit(path):
         if path in seen:
@@ -494,7 +512,7 @@ def _module_plan(kern):
             visit(d)
         order.append(path)
 
-    for name in WANTED_MODULES:
+    for name in wanted:
         if name in byname:
             visit(byname[name])
         elif name not in builtin and name not in OPTIONAL_MODULES:
@@ -552,6 +570,30 @@ def _elf_interp(data):
                for i in range(phnum))
 
 
+def dmcreate(cache_dir=DEFAULT_CACHE, verbose=False):
+    """The static dmcreate binary (tests/guest/dmcreate.c), compiled once per
+    source into CACHE/tools/. Returns its path."""
+    with open(DMCREATE_SRC, "rb") as f:
+        src = f.read()
+    tdir = os.path.join(cache_dir, "tools")
+    out = os.path.join(tdir, "dmcreate-%s" % hashlib.sha256(src).hexdigest()[:12])
+    if os.path.exists(out):
+        return out
+    os.makedirs(tdir, exist_ok=True)
+    with _Lock(os.path.join(tdir, ".lock")):
+        if os.path.exists(out):
+            return out
+        log(verbose, "building %s" % out)
+        tmp = out + ".tmp"
+        p = subprocess.run([CC, "-static", "-Os", "-s", "-Wall", "-o", tmp, DMCREATE_SRC],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        if p.returncode != 0:
+            raise GuestError("cannot build the guest's dmcreate with %s -static (libc6-dev has "
+                             "libc.a):\n%s" % (CC, p.stdout.decode(errors="replace")))
+        os.rename(tmp, out)
+    return out
+
+
 def initramfs(kern, cache_dir=DEFAULT_CACHE, verbose=False):
     """The base initramfs for KERN (busybox, /init, the modules, uncompressed:
     unpacking is cheaper than decompressing under TCG), cached per kernel
@@ -563,10 +605,14 @@ def initramfs(kern, cache_dir=DEFAULT_CACHE, verbose=False):
     if _elf_interp(busybox):
         raise GuestError("%s is dynamically linked; the guest needs busybox-static" % BUSYBOX)
     mods = _module_plan(kern)
+    vmods = _module_plan(kern, VERITY_MODULES, skip=mods)
+    with open(dmcreate(cache_dir, verbose), "rb") as f:
+        dmtool = f.read()
     h = hashlib.sha256()
     with open(os.path.abspath(__file__), "rb") as f:
         me = f.read()  # how the archive is made
-    for part in (init, busybox, "\n".join(mods).encode(), kern.package.encode(), me):
+    for part in (init, busybox, "\n".join(mods + ["-"] + vmods).encode(), kern.package.encode(),
+                 me, dmtool):
         h.update(hashlib.sha256(part).digest())
     idir = os.path.join(cache_dir, "initramfs")
     out = os.path.join(idir, "base-%s-%s.cpio" % (kern.version, h.hexdigest()[:12]))
@@ -585,14 +631,17 @@ def initramfs(kern, cache_dir=DEFAULT_CACHE, verbose=False):
         c.chardev("dev/null", 1, 3, 0o666)
         c.file("bin/busybox", busybox, 0o755)
         c.symlink("bin/sh", "busybox")
+        c.file("bin/dmcreate", dmtool, 0o755)
         c.file("init", init, 0o755)
-        names = []
-        for m in mods:
-            n = _modname(m)
-            c.file("lib/modules/%s.ko" % n, _module_bytes(os.path.join(kern.moddir, m)))
-            names.append(n)
-        c.file("modules.list", ("\n".join(names) + "\n").encode())
-        # the init script loads the modules listed here, in this order
+        # the init script loads the modules of modules.list at start, in
+        # this order, and those of modules-verity.list before a dm device
+        for lst, plan in (("modules.list", mods), ("modules-verity.list", vmods)):
+            names = []
+            for m in plan:
+                n = _modname(m)
+                c.file("lib/modules/%s.ko" % n, _module_bytes(os.path.join(kern.moddir, m)))
+                names.append(n)
+            c.file(lst, "".join(n + "\n" for n in names).encode())
         _write_atomic(out, c.finish())
         for old in os.listdir(idir):  # older builds for this kernel
             if old.startswith("base-%s-" % kern.version) and old != os.path.basename(out):
@@ -604,11 +653,95 @@ def initramfs(kern, cache_dir=DEFAULT_CACHE, verbose=False):
 # Mounts → disks
 
 @dataclasses.dataclass
+class Verity:
+    """A dm-verity sidecar (docs/verity.md): the tree sits in the image file
+    at HASHOFFSET, after the HASHOFFSET/4096 data blocks and one superblock."""
+    sidecar: str
+    roothash: str
+    hashoffset: int
+
+    @property
+    def data_blocks(self):
+        return self.hashoffset // VERITY_BLOCK
+
+    @property
+    def hash_start(self):  # in 4 KiB blocks, past the superblock
+        return self.data_blocks + 1
+
+    def target(self, dev, start=0):
+        """The dm table line of a verity target over DEV (data and tree)."""
+        return "%d %d verity 1 %s %s %d %d %d %d sha256 %s %s" % (
+            start, self.data_blocks * 8, dev, dev, VERITY_BLOCK, VERITY_BLOCK,
+            self.data_blocks, self.hash_start, self.roothash, VERITY_SALT)
+
+
+def read_sidecar(path, image):
+    """The sidecar at PATH of IMAGE, checked against the image's size."""
+    try:
+        with open(path, "rb") as f:
+            doc = json.loads(f.read())
+    except (OSError, ValueError) as e:
+        raise GuestError("dm-verity sidecar %s: %s" % (path, e))
+    if not isinstance(doc, dict):
+        raise GuestError("dm-verity sidecar %s: not a JSON object" % path)
+    root, off = doc.get("roothash"), doc.get("hashoffset")
+    if not isinstance(root, str) or not re.fullmatch(r"[0-9a-f]{64}", root):
+        raise GuestError("dm-verity sidecar %s: key roothash is not 64 lowercase hex digits" % path)
+    if type(off) is not int or off <= 0 or off % VERITY_BLOCK:
+        raise GuestError("dm-verity sidecar %s: key hashoffset %r is not a positive multiple of %d"
+                         % (path, off, VERITY_BLOCK))
+    size = os.path.getsize(image)
+    if size < off + 2 * VERITY_BLOCK:
+        raise GuestError("dm-verity sidecar %s: %s is %d bytes, too short for a tree at %d"
+                         % (path, image, size, off))
+    return Verity(os.path.abspath(path), root, off)
+
+
+@dataclasses.dataclass
+class Part:
+    """One file of a disk that concatenates several (merged.vmdk, concat):
+    where it starts on the disk and how long it is, in 512-byte sectors."""
+    path: str
+    start: int
+    sectors: int
+    verity: Verity | None
+
+
+@dataclasses.dataclass
 class Disk:
     path: str
     format: str       # raw | vmdk
     readonly: bool
     serial: str       # how the guest finds it (/sys/block/vdX/serial)
+    verity: Verity | None = None  # the whole disk is one image with its tree
+    parts: list = dataclasses.field(default_factory=list)  # [Part]: some carry a tree
+
+
+def _dm_setup(disk):
+    """Job lines that put dm-verity under DISK; returns them and the shell
+    word that names the verified device in the guest."""
+    s = disk.serial
+    if disk.verity:
+        return ["dev %s" % s, 'dm v%s "%s"' % (s, disk.verity.target("$DEV_%s" % s))], '"$DM_v%s"' % s
+    if not any(p.verity for p in disk.parts):
+        return [], shlex.quote(s)
+    # A disk of concatenated files: each verified file gets a linear device
+    # over its span and a verity device over that; one device stitches them
+    # back at the same sectors (EROFS addresses the disk as a whole), with
+    # the trees and the unverified files passed through.
+    lines, targets = ["dev %s" % s], []
+    for i, p in enumerate(disk.parts):
+        if not p.verity:
+            targets.append("%d %d linear $DEV_%s %d" % (p.start, p.sectors, s, p.start))
+            continue
+        span, v = "p%s_%d" % (s, i), "v%s_%d" % (s, i)
+        lines.append('dm %s "0 %d linear $DEV_%s %d"' % (span, p.sectors, s, p.start))
+        lines.append('dm %s "%s"' % (v, p.verity.target("$DM_%s" % span)))
+        data = p.verity.data_blocks * 8
+        targets.append("%d %d linear $DM_%s 0" % (p.start, data, v))
+        targets.append("%d %d linear $DEV_%s %d" % (p.start + data, p.sectors - data, s, p.start + data))
+    lines.append("dm v%s %s" % (s, " ".join('"%s"' % t for t in targets)))
+    return lines, '"$DM_v%s"' % s
 
 
 @dataclasses.dataclass
@@ -620,8 +753,14 @@ class Plan:
 
     def job(self, argv, nonce):
         lines = ["GUEST_NONCE=%s" % nonce]
+        by_serial = {d.serial: d for d in self.disks}
         for serial, devs in self.lowers:
-            lines.append("lower " + " ".join(shlex.quote(s) for s in [serial] + devs))
+            words = []
+            for s in [serial] + devs:
+                setup, word = _dm_setup(by_serial[s]) if s in by_serial else ([], shlex.quote(s))
+                lines += setup
+                words.append(word)
+            lines.append("lower " + " ".join(words))
         if self.rw:
             lines.append("rw %s" % shlex.quote(self.rw))
         lines.append("run " + " ".join(shlex.quote(a) for a in argv))
@@ -660,18 +799,70 @@ def parse_mounts(src):
     return out
 
 
-def translate(mounts, erofs_mode="vmdk", workdir=None):
-    """The disks a VM runtime attaches for MOUNTS (see the module doc)."""
+def _sidecar(image, explicit, verity):
+    """IMAGE's dm-verity sidecar as a runtime finds it: the mount's
+    X-containerd.dmverity= option, else IMAGE.dmverity beside it. VERITY:
+    auto (use one when there is one), on (require it), off (ignore)."""
+    if verity == "off":
+        return None
+    side = explicit or image + VERITY_SUFFIX
+    if explicit or os.path.exists(side):
+        return read_sidecar(side, image)
+    if verity == "on":
+        raise GuestError("%s has no dm-verity sidecar (%s), and verity is on" % (image, side))
+    return None
+
+
+def _vmdk_extents(vmdk):
+    """[(path, sectors)] of a flat VMDK descriptor, in disk order."""
+    out = []
+    with open(vmdk) as f:
+        for line in f:
+            m = re.match(r'\s*RW\s+(\d+)\s+FLAT\s+"([^"]*)"\s+(\d+)\s*$', line)
+            if m:
+                if int(m.group(3)) != 0:
+                    raise GuestError("%s: extent %s starts inside its file" % (vmdk, m.group(2)))
+                out.append((m.group(2), int(m.group(1))))
+    if not out:
+        raise GuestError("%s: no FLAT extents" % vmdk)
+    return out
+
+
+def _parts(files, verity, explicit):
+    """Parts (see Part) of a disk made of FILES [(path, sectors)] end to end;
+    EXPLICIT: {path: sidecar} from mount options."""
+    parts, start = [], 0
+    for path, sectors in files:
+        v = _sidecar(path, explicit.get(path), verity)
+        if v and (v.data_blocks * 8 > sectors or sectors % 8):
+            raise GuestError("%s: %d sectors on the disk, but its tree starts at block %d"
+                             % (path, sectors, v.data_blocks))
+        parts.append(Part(os.path.abspath(path), start, sectors, v))
+        start += sectors
+    return parts
+
+
+def translate(mounts, erofs_mode="vmdk", workdir=None, verity="auto"):
+    """The disks a VM runtime attaches for MOUNTS (see the module doc), with
+    dm-verity under every erofs image that has a sidecar (VERITY auto), must
+    have one (on), or never (off)."""
     if erofs_mode not in ("vmdk", "devices", "concat"):
         raise GuestError("erofs_mode must be vmdk, devices or concat")
+    if verity not in VERITY_MODES:
+        raise GuestError("verity must be one of %s" % ", ".join(VERITY_MODES))
     mounts = parse_mounts(mounts)
     disks, lowers, rw, notes = [], [], None, []
 
-    def add(path, fmt, ro, serial):
+    def add(path, fmt, ro, serial, v=None, parts=()):
         if not os.path.exists(path):
             raise GuestError("%s does not exist" % path)
-        disks.append(Disk(os.path.abspath(path), fmt, ro, serial))
+        disks.append(Disk(os.path.abspath(path), fmt, ro, serial, v, list(parts)))
         return serial
+
+    def verified(n_verity, n_files):
+        if not n_verity:
+            return ""
+        return ", %d of %d under dm-verity" % (n_verity, n_files)
 
     for i, m in enumerate(mounts):
         t, src, opts = m["type"], m["source"], m["options"]
@@ -679,29 +870,47 @@ def translate(mounts, erofs_mode="vmdk", workdir=None):
             raise GuestError("mount %d (%s) comes after the writable layer" % (i, t))
         if t == "erofs":
             devs = [o[len("device="):] for o in opts if o.startswith("device=")]
+            side = [o[len(VERITY_OPTION):] for o in opts if o.startswith(VERITY_OPTION)]
+            explicit = {src: side[-1]} if side else {}
             n = len(lowers)
             if not devs:
-                lowers.append((add(src, "raw", True, "L%d" % n), []))
-                notes.append("%s: read-only raw disk" % src)
+                v = _sidecar(src, explicit.get(src), verity)
+                lowers.append((add(src, "raw", True, "L%d" % n, v), []))
+                notes.append("%s: read-only raw disk%s" % (src, verified(bool(v), 1)))
             elif erofs_mode == "vmdk":
                 vmdk = os.path.join(os.path.dirname(src), "merged.vmdk")
                 if not os.path.exists(vmdk):
                     raise GuestError("%s has device= options but no merged.vmdk beside it" % src)
-                lowers.append((add(vmdk, "vmdk", True, "L%d" % n), []))
-                notes.append("%s + %d layers: %s as one read-only vmdk disk" % (src, len(devs), vmdk))
+                ext = _vmdk_extents(vmdk)
+                if [os.path.abspath(p) for p, _ in ext] != [os.path.abspath(p) for p in [src] + devs]:
+                    raise GuestError("%s describes %s, not the mount's %s"
+                                     % (vmdk, [p for p, _ in ext], [src] + devs))
+                parts = _parts(ext, verity, explicit)
+                lowers.append((add(vmdk, "vmdk", True, "L%d" % n, parts=parts), []))
+                notes.append("%s + %d layers: %s as one read-only vmdk disk%s"
+                             % (src, len(devs), vmdk, verified(sum(bool(p.verity) for p in parts),
+                                                               len(parts))))
             elif erofs_mode == "devices":
-                main = add(src, "raw", True, "L%d" % n)
-                lowers.append((main, [add(d, "raw", True, "L%dD%d" % (n, j + 1))
+                vs = [_sidecar(p, explicit.get(p), verity) for p in [src] + devs]
+                main = add(src, "raw", True, "L%d" % n, vs[0])
+                lowers.append((main, [add(d, "raw", True, "L%dD%d" % (n, j + 1), vs[j + 1])
                                       for j, d in enumerate(devs)]))
-                notes.append("%s + %d layers: %d raw disks, mounted with device=" %
-                             (src, len(devs), len(devs) + 1))
+                notes.append("%s + %d layers: %d raw disks, mounted with device=%s" %
+                             (src, len(devs), len(devs) + 1, verified(sum(map(bool, vs)), len(vs))))
             else:
                 if workdir is None:
                     raise GuestError("erofs_mode concat needs a work directory")
                 img = os.path.join(workdir, "concat-%d.img" % n)
-                _concat([src] + devs, img)
-                lowers.append((add(img, "raw", True, "L%d" % n), []))
-                notes.append("%s + %d layers: concatenated into %s, one raw disk" % (src, len(devs), img))
+                files = [src] + devs
+                for p in files:
+                    if os.path.getsize(p) % 512:
+                        raise GuestError("%s is not a whole number of sectors" % p)
+                parts = _parts([(p, os.path.getsize(p) // 512) for p in files], verity, explicit)
+                _concat(files, img)
+                lowers.append((add(img, "raw", True, "L%d" % n, parts=parts), []))
+                notes.append("%s + %d layers: concatenated into %s, one raw disk%s"
+                             % (src, len(devs), img, verified(sum(bool(p.verity) for p in parts),
+                                                              len(parts))))
         elif t == "ext4":
             rw = add(src, "raw", "ro" in opts, "RW")
             notes.append("%s: writable raw disk (upper/, work/)" % src)
@@ -762,7 +971,8 @@ def qemu_argv(kern, initrd, plan, memory=512, smp=1, machine="q35", cpu="max", a
 
 
 def run(mounts, argv, kern=None, cache_dir=DEFAULT_CACHE, timeout=120, memory=512, smp=1,
-        erofs_mode="vmdk", machine="q35", cpu="max", append=(), verbose=False, workdir=None):
+        erofs_mode="vmdk", machine="q35", cpu="max", append=(), verbose=False, workdir=None,
+        verity="auto"):
     """Boot MOUNTS (see translate) and run ARGV in the guest. Returns a
     Result; raises GuestTimeout after TIMEOUT seconds (QEMU is killed) and
     GuestError when the guest fails before the command's end marker."""
@@ -777,7 +987,7 @@ def run(mounts, argv, kern=None, cache_dir=DEFAULT_CACHE, timeout=120, memory=51
     if own_work:
         workdir = tempfile.mkdtemp(prefix="spin-guest-")
     try:
-        plan = translate(mounts, erofs_mode, workdir)
+        plan = translate(mounts, erofs_mode, workdir, verity)
         for n in plan.notes:
             log(verbose, n)
         nonce = secrets.token_hex(8)
@@ -900,6 +1110,8 @@ def main(args=None):
     common(sp)
     sp.add_argument("--mounts", required=True, help="JSON or `ctr snapshots mounts` lines; - for stdin")
     sp.add_argument("--erofs-mode", default="vmdk", choices=("vmdk", "devices", "concat"))
+    sp.add_argument("--verity", default="auto", choices=VERITY_MODES,
+                    help="dm-verity under images with a sidecar (auto), required (on) or never (off)")
     sp.add_argument("--timeout", type=float, default=120)
     sp.add_argument("--memory", type=int, default=512, help="MiB")
     sp.add_argument("--smp", type=int, default=1)
@@ -911,6 +1123,7 @@ def main(args=None):
     sp = sub.add_parser("plan", help="print the disks and the guest job for MOUNTS")
     sp.add_argument("--mounts", required=True)
     sp.add_argument("--erofs-mode", default="vmdk", choices=("vmdk", "devices"))
+    sp.add_argument("--verity", default="auto", choices=VERITY_MODES)
     sp.add_argument("command", nargs=argparse.REMAINDER)
     sp = sub.add_parser("kernel", help="fetch (once) and print the kernel")
     common(sp)
@@ -920,7 +1133,7 @@ def main(args=None):
 
     try:
         if a.cmd == "plan":
-            plan = translate(_read_mounts(a.mounts), a.erofs_mode)
+            plan = translate(_read_mounts(a.mounts), a.erofs_mode, verity=a.verity)
             for n in plan.notes:
                 print("# " + n)
             for d in plan.disks:
@@ -942,7 +1155,7 @@ def main(args=None):
             ap.error("run: no command given")
         r = run(_read_mounts(a.mounts), cmd, kern=k, cache_dir=a.cache, timeout=a.timeout,
                 memory=a.memory, smp=a.smp, erofs_mode=a.erofs_mode, machine=a.machine,
-                cpu=a.cpu, append=a.append, verbose=a.verbose)
+                cpu=a.cpu, append=a.append, verbose=a.verbose, verity=a.verity)
     except GuestError as e:
         print("guest: %s" % e, file=sys.stderr)
         return 125

@@ -8,7 +8,12 @@
 #   GUEST_NONCE=...            markers carry it, so output cannot fake them
 #   lower SERIAL [DEVSERIAL]...  an erofs disk (by virtio serial), mounted
 #                              read-only on /lower/N, with device=/dev/<DEVSERIAL>
-#                              for each extra device; the first is the lowest
+#                              for each extra device; the first is the lowest.
+#                              Each may be a /dev/... path instead (a dm device)
+#   dev SERIAL                 DEV_<SERIAL>: the disk's node, for dm tables
+#   dm NAME TARGET...          DM_<NAME>: a read-only device-mapper device made
+#                              of the targets ("START LENGTH TYPE PARAMS", e.g.
+#                              verity over a layer: docs/verity.md)
 #   rw SERIAL                  the ext4 disk holding upper/ and work/
 #   run ARGV...                assemble the root, chroot, run ARGV, shut down
 #
@@ -64,12 +69,49 @@ disk() {
 	return 1
 }
 
+# A serial's disk, or a /dev path as it is (waiting for the node).
+node() {
+	local n=0
+	case $1 in
+	/dev/*)
+		while [ ! -b "$1" ]; do
+			[ $n -lt 200 ] || return 1
+			n=$((n + 1))
+			sleep 0.05
+		done
+		echo "$1"
+		;;
+	*) disk "$1" ;;
+	esac
+}
+
+dev() {
+	local d
+	d=$(disk "$1") || die "no disk with serial $1"
+	eval "DEV_$1=$d"
+}
+
+DM_LOADED=
+dm() {
+	local name=$1 d m
+	shift
+	if [ -z "$DM_LOADED" ]; then
+		while read -r m; do
+			insmod "/lib/modules/$m.ko" || die "insmod $m failed"
+		done </modules-verity.list
+		DM_LOADED=1
+	fi
+	d=$(dmcreate "$name" "$@" 2>&1) || die "device-mapper device $name: $d"
+	d=$(node "$d") || die "device-mapper device $name: no node $d"
+	eval "DM_$name=$d"
+}
+
 lower() {
 	local dev opts="ro" s d
-	dev=$(disk "$1") || die "no disk with serial $1"
+	dev=$(node "$1") || die "no disk $1"
 	shift
 	for s in "$@"; do
-		d=$(disk "$s") || die "no disk with serial $s"
+		d=$(node "$s") || die "no disk $s"
 		opts="$opts,device=$d"
 	done
 	mkdir -p "/lower/$NLOWER"

@@ -20,6 +20,7 @@ package layout the resolver does not know) is a failure.
 
 import argparse
 import fnmatch
+import hashlib
 import io
 import json
 import os
@@ -37,7 +38,11 @@ sys.path.insert(0, HERE)
 import guest  # noqa: E402
 
 T0 = 1700000000
-APPLETS = ["sh", "cat", "ls", "rm", "mkdir", "sleep", "stat", "true", "false", "sync", "head"]
+APPLETS = ["sh", "cat", "ls", "rm", "mkdir", "sleep", "stat", "true", "false", "sync", "head",
+           "md5sum"]
+# A file of the verity stack's lowest layer, large enough that its data sits
+# in whole blocks of its own (the block a test changes on the host).
+BIG = b"".join(hashlib.sha256(b"%d" % i).digest() for i in range(2048))
 BOOTS = []  # (case, boot, total, cpu) of every boot
 
 
@@ -115,8 +120,10 @@ def with_busybox(layer):
     return layer
 
 
-def stack_layers():
+def stack_layers(big=False):
     l1 = Layer()
+    if big:
+        l1.dir("data").file("data/big", BIG)
     for d in ("bin", "etc", "proc", "sys", "dev", "tmp", "root", "gonedir", "gonedir/sub", "opq"):
         l1.dir(d)
     with_busybox(l1)
@@ -158,7 +165,8 @@ class Env:
         self.workdir = os.path.abspath(args.workdir)
         self.cache = args.cache
         self._kernels = {}
-        self._stack = None
+        self._stacks = {}
+        self.tampered = None  # (layer, offset of the changed byte)
 
     def kernel(self, suite):
         if suite not in self._kernels:
@@ -188,28 +196,36 @@ class Env:
               % (case, k.version, r.boot_time, r.total_time, r.cpu_time))
         return r
 
-    def stack(self):
+    def stack(self, verity=False, tamper=False):
         """L1..L3 converted and merged, in the daemon's layout (docs/durability.md):
-        snapshots/<n>/layer.erofs, fsmeta.erofs and merged.vmdk in the top's."""
-        if self._stack:
-            return self._stack
-        root = os.path.join(self.workdir, "snapshots")
+        snapshots/<n>/layer.erofs, fsmeta.erofs and merged.vmdk in the top's.
+        VERITY: each file with its dm-verity tree and sidecar, and L1 holding
+        /data/big; TAMPER: then one byte of /data/big changed in L1 (its tree
+        and sidecar still describe the original)."""
+        key = (verity, tamper)
+        if key in self._stacks:
+            return self._stacks[key]
+        root = os.path.join(self.workdir, "snapshots" + ("-verity" if verity else "") +
+                            ("-tampered" if tamper else ""))
         shutil.rmtree(root, ignore_errors=True)
+        flag = ["--dm-verity"] if verity else []
         layers = []
-        for i, data in enumerate(stack_layers(), 1):
+        for i, data in enumerate(stack_layers(big=verity), 1):
             d = os.path.join(root, str(i))
             os.makedirs(d)
             tarp = os.path.join(d, "layer.tar")
             with open(tarp, "wb") as f:
                 f.write(data)
-            sh([self.el, "convert", "-o", os.path.join(d, "layer.erofs"), tarp])
+            sh([self.el, "convert"] + flag + ["-o", os.path.join(d, "layer.erofs"), tarp])
             os.unlink(tarp)
             layers.append(os.path.join(d, "layer.erofs"))
+        if tamper:
+            self.tampered = (layers[0], flip_in(layers[0], BIG[40000:40064]))
         top = os.path.dirname(layers[-1])
         fsmeta, vmdk = os.path.join(top, "fsmeta.erofs"), os.path.join(top, "merged.vmdk")
-        sh([self.el, "merge", "-o", fsmeta, "--vmdk", vmdk] + layers)
-        self._stack = (layers, fsmeta, vmdk)
-        return self._stack
+        sh([self.el, "merge"] + flag + ["-o", fsmeta, "--vmdk", vmdk] + layers)
+        self._stacks[key] = (layers, fsmeta, vmdk)
+        return self._stacks[key]
 
     def rwlayer(self, name, upper_files=None):
         """A sparse 64 MiB ext4 like the daemon's (src/daemon/ext4.c), with
@@ -238,6 +254,18 @@ class Env:
             "-E", "root_owner=0:0,lazy_itable_init=1,lazy_journal_init=1", img])
         shutil.rmtree(tmpl)
         return img
+
+
+def flip_in(path, needle):
+    """Change one bit of PATH where NEEDLE (a file's data) is; its offset."""
+    with open(path, "r+b") as f:
+        data = f.read()
+        off = data.find(needle)
+        check(off >= 0 and data.find(needle, off + 1) < 0, "%s holds the data %s times"
+              % (path, data.count(needle)))
+        f.seek(off)
+        f.write(bytes([data[off] ^ 0x10]))
+    return off
 
 
 def debugfs(img, cmd):
@@ -270,12 +298,16 @@ def expect_run(r, output, status, what):
     check(r.clean, "%s: the guest did not tear down cleanly" % what)
 
 
-def mounts_active(layers, fsmeta, rwimg):
+def mounts_active(layers, fsmeta, rwimg, verity=False):
     """docs/vm-runtime-contract.md, an Active with parents: fsmeta with device= options (oldest
-    first), then the ext4."""
-    return [{"type": "erofs", "source": fsmeta,
-             "options": ["ro", "loop"] + ["device=" + p for p in layers]},
-            {"type": "ext4", "source": rwimg, "options": ["rw", "loop"]}]
+    first), then the ext4. VERITY: fsmeta's mount names its sidecar as the daemon's
+    --dm-verity=mounts does (the layers' are found by name)."""
+    extra = ["X-containerd.dmverity=%s.dmverity" % fsmeta] if verity else []
+    m = [{"type": "erofs", "source": fsmeta,
+          "options": ["ro", "loop"] + ["device=" + p for p in layers] + extra}]
+    if rwimg:
+        m.append({"type": "ext4", "source": rwimg, "options": ["rw", "loop"]})
+    return m
 
 
 # ---- cases ---------------------------------------------------------------------
@@ -494,6 +526,115 @@ def case_active_fallback_sid(env):
     case_active_fallback(env, "active-fallback-sid", guest.SID_SUITE)
 
 
+# ---- dm-verity: the sidecars of docs/verity.md, set up in the guest --------------
+
+VERITY_SCRIPT = "md5sum /data/big\n"
+TAMPER_SCRIPT = "cat /data/big >/dev/null; echo big=$?; echo keep=$(cat /etc/keep)\n"
+
+
+def verity_targets(mounts, erofs_mode):
+    return guest.translate(mounts, erofs_mode, verity="on").job(["true"], "N").count(" verity 1 ")
+
+
+def case_verity_translate(env):
+    """dm-verity in the mount translation, without booting: one verity target
+    per file in both erofs modes, the sidecar found by name or by the mount's
+    X-containerd.dmverity=, verity=on refusing an image without one, and a
+    broken sidecar named with its key."""
+    layers, fsmeta, vmdk = env.stack(verity=True)
+    m = mounts_active(layers, fsmeta, None, verity=True)
+    for mode in ("vmdk", "devices"):
+        n = verity_targets(m, mode)
+        check(n == 4, "%s: %d verity targets, expected 4 (fsmeta and 3 layers)" % (mode, n))
+    job = guest.translate(m, "vmdk").job(["true"], "N")
+    check(job.count("dm pL0_") == 4 and 'lower "$DM_vL0"' in job, "vmdk job: %s" % job)
+    # the option wins over the name: a copy of the sidecar elsewhere
+    other = os.path.join(env.workdir, "elsewhere.dmverity")
+    shutil.copy(fsmeta + ".dmverity", other)
+    p = guest.translate([{"type": "erofs", "source": fsmeta,
+                          "options": ["ro", "X-containerd.dmverity=" + other]}])
+    check(p.disks[0].verity and p.disks[0].verity.sidecar == other, "sidecar %s" % p.disks[0])
+    # an unverified stack: nothing with auto, refused with on
+    plain, pfsmeta, _ = env.stack()
+    check(verity_targets_auto(mounts_active(plain, pfsmeta, None)) == 0, "auto on a plain stack")
+    try:
+        guest.translate(mounts_active(plain, pfsmeta, None), verity="on")
+        raise CaseFailed("verity=on accepted images without sidecars")
+    except guest.GuestError as e:
+        check("no dm-verity sidecar" in str(e), "message: %s" % e)
+    for doc, key in (('{"roothash": "AB", "hashoffset": 4096}', "roothash"),
+                     ('{"roothash": "%s", "hashoffset": 4095}' % ("0" * 64), "hashoffset"),
+                     ('{"roothash": "%s", "hashoffset": 1073741824}' % ("0" * 64), "too short"),
+                     ('[1]', "not a JSON object")):
+        with open(other, "w") as f:
+            f.write(doc)
+        try:
+            guest.translate([{"type": "erofs", "source": fsmeta,
+                              "options": ["X-containerd.dmverity=" + other]}])
+            raise CaseFailed("sidecar %s accepted" % doc)
+        except guest.GuestError as e:
+            check(key in str(e) and other in str(e), "sidecar %s: %s" % (doc, e))
+
+
+def verity_targets_auto(mounts):
+    return guest.translate(mounts, "devices").job(["true"], "N").count(" verity 1 ")
+
+
+def case_verity_good(env, name="verity-vmdk", suite=guest.DEFAULT_SUITE, erofs_mode="vmdk"):
+    """Active with parents, every file under dm-verity in the guest (verity=on):
+    the composite device over merged.vmdk (a linear and a verity device per
+    file, stitched at the same sectors), the merged view, /data/big whole,
+    the writes; check --verity passes on the host for every file."""
+    k = env.kernel(suite)
+    layers, fsmeta, _ = env.stack(verity=True)
+    for f in layers + [fsmeta]:
+        sh([env.el, "check", "--verity", f])
+    rw = env.rwlayer(name)
+    r = env.boot(name, mounts_active(layers, fsmeta, rw, verity=True),
+                 ["/bin/sh", "-c", VIEW_SCRIPT + VERITY_SCRIPT + WRITE_SCRIPT], suite=k.suite,
+                 erofs_mode=erofs_mode, verity="on")
+    md5 = ("%s  /data/big\n" % hashlib.md5(BIG).hexdigest()).encode()
+    expect_run(r, VIEW_EXPECTED + md5 + WRITE_EXPECTED, 7, name)
+    check_upper(rw)
+
+
+def case_verity_tampered(env, name="verity-tampered", suite=guest.DEFAULT_SUITE,
+                         erofs_mode="devices"):
+    """One bit of /data/big changed in the lowest layer on the host after the
+    layer was made: check --verity names the block, and in the guest the read
+    of that file fails with EIO while the rest of the image reads."""
+    k = env.kernel(suite)
+    layers, fsmeta, _ = env.stack(verity=True, tamper=True)
+    bad, off = env.tampered
+    p = subprocess.run([env.el, "check", "--verity", bad], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE)
+    err = p.stderr.decode("utf-8", "replace")
+    check(p.returncode != 0 and "data block %d " % (off // 4096) in err,
+          "check --verity of the changed layer: exit %d, %s" % (p.returncode, err.strip()))
+    for f in layers[1:] + [fsmeta]:
+        sh([env.el, "check", "--verity", f])
+    r = env.boot(name, mounts_active(layers, fsmeta, None, verity=True),
+                 ["/bin/sh", "-c", TAMPER_SCRIPT], suite=k.suite, erofs_mode=erofs_mode,
+                 verity="on")
+    check(r.clean, "%s: the guest did not tear down cleanly" % name)
+    check(r.status == 0 and b"Input/output error" in r.output and b"big=1\n" in r.output
+          and r.output.endswith(b"keep=keep\n"),
+          "%s: status %d, output %r (expected EIO for /data/big, /etc/keep read)"
+          % (name, r.status, r.output))
+
+
+def case_verity_devices_sid(env):
+    """verity-vmdk's checks on 7.x (sid) with --erofs-mode devices: one
+    verity device per disk, mounted with device=/dev/dm-N."""
+    case_verity_good(env, "verity-devices-sid", guest.SID_SUITE, "devices")
+
+
+def case_verity_tampered_sid(env):
+    """verity-tampered on 7.x (sid) through merged.vmdk: the changed block
+    under the composite device still fails with EIO."""
+    case_verity_tampered(env, "verity-tampered-sid", guest.SID_SUITE, "vmdk")
+
+
 def case_timeout(env):
     """A command that never ends: QEMU is killed at the timeout and the
     error carries the console tail."""
@@ -527,6 +668,11 @@ CASES = [
     ("active-fallback-sid", case_active_fallback_sid),
     ("view-single-cli-sid", case_view_single_cli_sid),
     ("flat-sid", case_flat_sid),
+    ("verity-translate", case_verity_translate),
+    ("verity-vmdk", case_verity_good),
+    ("verity-tampered", case_verity_tampered),
+    ("verity-devices-sid", case_verity_devices_sid),
+    ("verity-tampered-sid", case_verity_tampered_sid),
     ("timeout", case_timeout),
 ]
 
