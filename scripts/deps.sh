@@ -13,6 +13,7 @@ packages=(
 	qemu-system-x86 busybox-static kmod
 	cryptsetup-bin dmsetup
 	docker-registry skopeo curl python3-grpcio python3-grpc-tools
+	systemd debhelper lintian build-essential
 )
 
 missing=()

@@ -44,6 +44,23 @@ echo "== build (gcc, ASan+UBSan)"
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	run_suite build-asan -Db_sanitize=address,undefined -Db_lundef=false
 
+# The Debian package (debian/, README "Installing the Debian package"): built
+# with dpkg-buildpackage, lintian-clean, installed, the unit's ExecStart run
+# under a NOTIFY_SOCKET, a registry pull through containerd 2.1 against the
+# installed daemon, then removed and purged with nothing left. One test.
+echo "== the Debian package"
+if bash scripts/build-deb.sh build-deb >build-deb.log 2>&1 &&
+	lintian --pedantic --fail-on error,warning,info,pedantic build-deb/*.changes >>build-deb.log 2>&1 &&
+	bash tests/package/install-deb.sh build-deb -- \
+		python3 tests/integration/run-differ.py --daemon /usr/sbin/spin-erofs-snapshotter \
+		--erofs-layer /usr/bin/erofs-layer --diff-probe build/tests/integration/diff-probe \
+		--workdir build/package-pull --only lab-start --only pull-registry --only lab-stop; then
+	builds_ok=$((builds_ok + 1))
+else
+	echo "the Debian package failed:"; tail -30 build-deb.log
+	builds_failed=$((builds_failed + 1)) status=1
+fi
+
 # One closing line over both builds, in the form CI reads.
 BUILDS_OK=$builds_ok BUILDS_FAILED=$builds_failed \
 python3 - build/meson-logs/testlog.json build-asan/meson-logs/testlog.json <<'PY'

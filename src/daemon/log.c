@@ -1,15 +1,20 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "log.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 static enum log_level min_level = LOG_INFO;
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+static char *log_path; /* --log-file, NULL: stderr as inherited */
 
 static const char *const names[] = { "debug", "info", "warning", "error" };
 
@@ -31,6 +36,48 @@ int log_parse_level(const char *s, enum log_level *ret)
 void log_set_level(enum log_level level)
 {
 	min_level = level;
+}
+
+/* The file at path becomes fd 2 in one dup2: a line being written goes
+ * whole to the old file or whole to the new one (both under log_lock). */
+static int open_as_stderr(const char *path)
+{
+	int fd, r = 0;
+
+	fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
+	if (fd < 0)
+		return -errno;
+	pthread_mutex_lock(&log_lock);
+	fflush(stderr);
+	if (dup2(fd, STDERR_FILENO) < 0)
+		r = -errno;
+	pthread_mutex_unlock(&log_lock);
+	close(fd);
+	return r;
+}
+
+int log_set_file(const char *path)
+{
+	char *copy = strdup(path);
+	int r;
+
+	if (!copy)
+		return -ENOMEM;
+	r = open_as_stderr(path);
+	if (r < 0) {
+		free(copy);
+		return r;
+	}
+	free(log_path);
+	log_path = copy;
+	return 0;
+}
+
+int log_reopen(void)
+{
+	if (!log_path)
+		return 1;
+	return open_as_stderr(log_path);
 }
 
 /* logfmt value: quoted when it holds spaces, quotes, '=' or control bytes */

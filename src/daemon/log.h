@@ -1,5 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* One line per event on stderr, in containerd's logfmt: time=… level=… msg=… key=value… */
+/* One line per event on stderr, in containerd's logfmt: time=… level=… msg=… key=value…
+ * With a log file, stderr itself is that file (what helper programs and gRPC
+ * print lands there too), and log_reopen() makes it the file at the path
+ * again once logrotate has moved it away. */
 #ifndef SES_LOG_H
 #define SES_LOG_H
 
@@ -7,6 +10,11 @@ enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
 
 int log_parse_level(const char *s, enum log_level *ret);
 void log_set_level(enum log_level level);
+/* Opens path (append, created 0640) and makes it stderr; later calls reopen
+ * the same path. -errno, and stderr is left as it was. */
+int log_set_file(const char *path);
+/* Reopens the path of log_set_file(): 0, 1 when there is none, -errno. */
+int log_reopen(void);
 /* fmt formats the message; extra key=value pairs may follow as "k", "v" string
  * pairs, terminated by NULL. */
 void log_msg(enum log_level level, const char *msg, ...) __attribute__((sentinel));

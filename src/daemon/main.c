@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * spin-erofs-snapshotter: containerd's proxy snapshotter for VM runtimes.
- * Thin glue: flags, logging, signals; the snapshotter and the gRPC layer do
- * the work.
+ * Thin glue: flags, logging, signals, the service manager's notifications;
+ * the snapshotter and the gRPC layer do the work.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "notify.h"
 #include "rpc/rpc.h"
 #include "service-diff.h"
 #include "service-introspection.h"
@@ -26,7 +27,7 @@
 #define DEFAULT_CONTAINERD "/var/run/spin-stack/containerd.sock"
 
 struct options {
-	const char *root, *address, *containerd_address, *containerd_namespace, *name;
+	const char *root, *address, *containerd_address, *containerd_namespace, *name, *log_file;
 	uint64_t default_size;
 	bool set_immutable, local_content;
 	enum dm_verity verity;
@@ -43,6 +44,8 @@ static void usage(FILE *f)
 		"  --snapshotter-name NAME     the proxy plugin name containerd knows us by; requests\n"
 		"                              naming another snapshotter are refused (default spin-erofs)\n"
 		"  --log-level LEVEL           debug, info, warn or error (default info)\n"
+		"  --log-file PATH             log to PATH (appended to, and stderr of the helper programs)\n"
+		"                              instead of stderr; SIGHUP reopens it (default stderr)\n"
 		"  --default-size SIZE         size of a writable layer, e.g. 64M, 10G (default 64M)\n"
 		"  --set-immutable[=BOOL]      set the immutable flag on committed layers (default true)\n"
 		"  --local-content[=BOOL]      Apply reads a layer blob from the file in containerd's content\n"
@@ -118,6 +121,7 @@ int main(int argc, char **argv)
 		{ "containerd-namespace", required_argument, NULL, 'n' },
 		{ "snapshotter-name", required_argument, NULL, 'N' },
 		{ "log-level", required_argument, NULL, 'l' },
+		{ "log-file", required_argument, NULL, 'F' },
 		{ "default-size", required_argument, NULL, 's' },
 		{ "set-immutable", optional_argument, NULL, 'i' },
 		{ "local-content", optional_argument, NULL, 'L' },
@@ -153,6 +157,7 @@ int main(int argc, char **argv)
 			}
 			log_set_level(level);
 			break;
+		case 'F': o.log_file = optarg; break;
 		case 's':
 			if (parse_size(optarg, &o.default_size) < 0 || o.default_size < (16u << 20)) {
 				fprintf(stderr, "spin-erofs-snapshotter: invalid --default-size '%s' (at least 16M)\n", optarg);
@@ -199,11 +204,23 @@ int main(int argc, char **argv)
 		return 2;
 	}
 
+	if (o.log_file) {
+		int lr = log_set_file(o.log_file);
+		if (lr < 0) {
+			fprintf(stderr, "spin-erofs-snapshotter: cannot open --log-file %s: %s\n", o.log_file,
+				strerror(-lr));
+			return 1;
+		}
+	}
+	/* before any thread: it edits the environment */
+	notify_init();
+
 	/* signals are taken by sigwait below: block them before any thread starts */
 	sigset_t sigs;
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGTERM);
 	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
@@ -265,9 +282,25 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	log_msg(LOG_INFO, "serving", "address", o.address, "root", o.root, (const char *)NULL);
+	/* the socket is at its path and accepting: containerd may connect */
+	r = notify_ready();
+	if (r < 0)
+		log_warn("cannot notify the service manager: %s", strerror(-r));
 
+	/* SIGHUP: the only thing to re-read is the log file (logrotate) */
 	int sig = 0;
-	sigwait(&sigs, &sig);
+	while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP) {
+		notify_reloading();
+		r = log_reopen();
+		if (r < 0)
+			log_error("reload: cannot reopen --log-file %s: %s", o.log_file, strerror(-r));
+		else if (r == 0)
+			log_msg(LOG_INFO, "reload: log file reopened", "path", o.log_file, (const char *)NULL);
+		else
+			log_info("reload: nothing to re-read");
+		notify_ready();
+	}
+	notify_stopping();
 	log_msg(LOG_INFO, "shutting down", "signal", strsignal(sig), (const char *)NULL);
 	rpc_server_shutdown(srv, RPC_SHUTDOWN_GRACE_MS);
 	rpc_server_free(srv);

@@ -43,6 +43,9 @@ static int parse_compression(const char *s, enum el_compression *ret)
 	return 0;
 }
 
+#define DIFF_USAGE \
+	"usage: erofs-layer diff --ext4 IMAGE[:SUBDIR] [--fsck] [--compression gzip|zstd|none] [--level N] [--epoch SECONDS] -o OUT\n"
+
 int cmd_diff(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -52,6 +55,7 @@ int cmd_diff(int argc, char **argv)
 		{ "level", required_argument, NULL, 'l' },
 		{ "epoch", required_argument, NULL, 'E' },
 		{ "output", required_argument, NULL, 'o' },
+		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	struct el_tarw_opts topts = { .compression = EL_COMPRESSION_GZIP };
@@ -64,7 +68,7 @@ int cmd_diff(int argc, char **argv)
 	char msg[700], hex[65];
 	int c, r;
 
-	while ((c = getopt_long(argc, argv, "o:", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "o:h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'e': arg = optarg; break;
 		case 'f': fsck = true; break;
@@ -81,12 +85,20 @@ int cmd_diff(int argc, char **argv)
 			topts.has_epoch = true;
 			break;
 		case 'o': out = optarg; break;
+		case 'h':
+			printf(DIFF_USAGE
+			       "  the overlay upper directory in an ext4 image (SUBDIR: default the root,\n"
+			       "  e.g. IMAGE:upper), read without mounting it, as an OCI layer tar in OUT;\n"
+			       "  --fsck first runs e2fsck -f -p on it, which may repair the image in place;\n"
+			       "  --compression (default gzip) and --level N (its level) for OUT;\n"
+			       "  --epoch clamps every mtime to SECONDS at most\n");
+			return 0;
 		default:
 			return EXIT_USAGE;
 		}
 	}
 	if (!arg || !out || optind != argc) {
-		fprintf(stderr, "usage: erofs-layer diff --ext4 IMAGE[:SUBDIR] [--fsck] [--compression gzip|zstd|none] [--level N] [--epoch SECONDS] -o OUT\n");
+		fprintf(stderr, DIFF_USAGE);
 		return EXIT_USAGE;
 	}
 	if (split_image_subdir(arg, &image, &subdir) < 0)

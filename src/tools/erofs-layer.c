@@ -13,12 +13,12 @@ static const struct {
 	int (*fn)(int argc, char **argv);
 	const char *usage;
 } commands[] = {
-	{ "convert", cmd_convert, "convert [-o OUT] [--uuid UUID] [--epoch SECONDS] [INPUT|-|--dir DIR|--ext4 IMAGE[:SUBDIR] [--fsck]] [--overlay-upper]" },
-	{ "ls", cmd_ls, "ls [-l] [-R] IMAGE [PATH]" },
+	{ "convert", cmd_convert, "convert [-o OUT] [--uuid UUID] [--epoch SECONDS] [--dm-verity] [INPUT|-|--dir DIR|--ext4 IMAGE[:SUBDIR] [--fsck]] [--overlay-upper]" },
+	{ "ls", cmd_ls, "ls [-l] [-R] [-x] IMAGE [PATH]" },
 	{ "cat", cmd_cat, "cat IMAGE PATH" },
-	{ "check", cmd_check, "check IMAGE" },
+	{ "check", cmd_check, "check [--verity[=SIDECAR]] IMAGE" },
 	{ "diff", cmd_diff, "diff --ext4 IMAGE[:SUBDIR] [--fsck] [--compression gzip|zstd|none] [--level N] [--epoch SECONDS] -o OUT" },
-	{ "merge", cmd_merge, "merge -o FSMETA [--vmdk VMDK] [--flat] [--epoch SECONDS] LAYER..." },
+	{ "merge", cmd_merge, "merge -o FSMETA [--vmdk VMDK] [--flat] [--epoch SECONDS] [--dm-verity] LAYER..." },
 };
 
 int parse_epoch(const char *cmd, const char *arg, int64_t *ret)
@@ -55,6 +55,8 @@ static void usage(FILE *f)
 	fprintf(f, "usage:\n");
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		fprintf(f, "  erofs-layer %s\n", commands[i].usage);
+	fprintf(f, "  erofs-layer --version\n"
+		   "erofs-layer COMMAND --help: the command's options\n");
 }
 
 int main(int argc, char **argv)

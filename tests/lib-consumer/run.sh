@@ -38,9 +38,9 @@ for f in $cflags $libs; do
 done
 # a sanitizer build's library needs its runtime first in the program
 san=
-if ldd "$libdir/libspin-erofs-layer.so" | grep -q libasan; then san=-fsanitize=address,undefined; fi
+if ldd "$libdir/libspin-erofs-layer.so" | grep libasan >/dev/null; then san=-fsanitize=address,undefined; fi
 cc -std=gnu17 -Wall -Wextra -Werror $san $cflags "$here/consumer.c" -o "$work/consumer" $libs -Wl,-rpath,"$libdir"
-ldd "$work/consumer" | grep -q "$libdir/libspin-erofs-layer.so" ||
+ldd "$work/consumer" | grep -F "$libdir/libspin-erofs-layer.so" >/dev/null ||
 	{ echo "lib-consumer: not linked to the staged shared library:"; ldd "$work/consumer"; exit 1; }
 
 # the ABI: what the headers mark EL_EXPORT, nothing more, nothing less
