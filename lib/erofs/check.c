@@ -39,83 +39,70 @@
 #include "erofs/image-internal.h"
 #include "common/endian.h"
 #include "common/hash.h"
+#include "common/hashtab.h"
+#include "common/util.h"
 
 #define SYMLINK_MAX 4095u
 #define CHUNK_BATCH 4096u /* bytes of chunk indexes read at a time */
 
-/* ---- a set of nids with link counts (open addressing) ---- */
+/* ---- a set of nids with link counts ---- */
 
 struct nid_entry {
-	uint64_t nid;
+	struct el_hnode_u64 nid; /* key: the nid */
 	uint64_t inode_off;
 	uint32_t nlink; /* as stored in the inode */
 	uint32_t seen;  /* dirents naming it so far */
-	bool used;
 	bool dir;
 };
 
-struct nid_table {
-	struct nid_entry *slots;
-	size_t cap; /* power of two */
-	size_t count;
+/* The entries, allocated a block at a time: one per inode of the image. */
+struct nid_block {
+	struct nid_block *next;
+	size_t used;
+	struct nid_entry e[1024];
 };
 
-static size_t nid_hash(uint64_t nid, size_t cap)
-{
-	/* Fibonacci hashing: nids are multiples of small strides. */
-	return (size_t)((nid * 0x9E3779B97F4A7C15ull) >> 20) & (cap - 1);
-}
+struct nid_table {
+	struct el_hashtab tab;
+	struct nid_block *blocks;
+};
 
 static struct nid_entry *nid_find(const struct nid_table *t, uint64_t nid)
 {
-	if (!t->cap)
-		return NULL;
-	for (size_t i = nid_hash(nid, t->cap);; i = (i + 1) & (t->cap - 1)) {
-		if (!t->slots[i].used)
-			return NULL;
-		if (t->slots[i].nid == nid)
-			return &t->slots[i];
-	}
-}
+	struct el_hnode_u64 *n = el_hashtab_find_u64(&t->tab, nid);
 
-static int nid_grow(struct nid_table *t)
-{
-	size_t ncap = t->cap ? t->cap * 2 : 1024;
-	struct nid_entry *ns;
-
-	if (ncap < t->cap)
-		return -ENOMEM;
-	ns = calloc(ncap, sizeof(*ns));
-	if (!ns)
-		return -ENOMEM;
-	for (size_t i = 0; i < t->cap; i++) {
-		size_t j;
-
-		if (!t->slots[i].used)
-			continue;
-		for (j = nid_hash(t->slots[i].nid, ncap); ns[j].used; j = (j + 1) & (ncap - 1))
-			;
-		ns[j] = t->slots[i];
-	}
-	free(t->slots);
-	t->slots = ns;
-	t->cap = ncap;
-	return 0;
+	return n ? el_hashtab_entry(n, struct nid_entry, nid) : NULL;
 }
 
 /* Inserts nid, which must be absent; returns the new entry or NULL. */
 static struct nid_entry *nid_insert(struct nid_table *t, uint64_t nid)
 {
-	size_t i;
+	struct nid_block *b = t->blocks;
+	struct nid_entry *e;
 
-	/* Keep the load under one half so probes stay short. */
-	if ((t->count + 1) * 2 > t->cap && nid_grow(t) < 0)
+	if (!b || b->used == EL_ARRAY_SIZE(b->e)) {
+		b = malloc(sizeof(*b));
+		if (!b)
+			return NULL;
+		b->next = t->blocks;
+		b->used = 0;
+		t->blocks = b;
+	}
+	e = &b->e[b->used];
+	*e = (struct nid_entry){ 0 };
+	if (el_hashtab_insert_u64(&t->tab, &e->nid, nid) < 0)
 		return NULL;
-	for (i = nid_hash(nid, t->cap); t->slots[i].used; i = (i + 1) & (t->cap - 1))
-		;
-	t->slots[i] = (struct nid_entry){ .nid = nid, .used = true };
-	t->count++;
-	return &t->slots[i];
+	b->used++;
+	return e;
+}
+
+static void nid_table_free(struct nid_table *t)
+{
+	for (struct nid_block *b = t->blocks, *next; b; b = next) {
+		next = b->next;
+		free(b);
+	}
+	el_hashtab_destroy(&t->tab);
 }
 
 /* ---- the walk ---- */
@@ -145,15 +132,8 @@ static int oom(struct checker *c)
 
 static int push_dir(struct checker *c, uint64_t nid, uint64_t parent)
 {
-	if (c->depth == c->stack_cap) {
-		size_t ncap = c->stack_cap ? c->stack_cap * 2 : 256;
-		struct dir_todo *ns = reallocarray(c->stack, ncap, sizeof(*ns));
-
-		if (!ns)
-			return oom(c);
-		c->stack = ns;
-		c->stack_cap = ncap;
-	}
+	if (el_grow((void **)&c->stack, &c->stack_cap, c->depth + 1, sizeof(*c->stack)) < 0)
+		return oom(c);
 	c->stack[c->depth++] = (struct dir_todo){ .nid = nid, .parent = parent };
 	return 0;
 }
@@ -684,9 +664,12 @@ int el_image_check(struct el_image *img, struct el_check_stats *ret, struct el_e
 	_cleanup_free_ struct el_dirblock *db = NULL;
 	struct el_image_inode root;
 	struct nid_entry *ent;
+	struct el_hashtab_iter it;
+	struct el_hnode *n;
 	uint64_t root_nid = img->info.root_nid;
 	int r;
 
+	el_hashtab_init(&c.nids.tab, &el_hashtab_u64_ops, 1024);
 	r = check_superblock(&c);
 	if (r < 0)
 		goto out;
@@ -724,14 +707,15 @@ int el_image_check(struct el_image *img, struct el_check_stats *ret, struct el_e
 			goto out;
 	}
 
-	for (size_t i = 0; i < c.nids.cap; i++) {
-		const struct nid_entry *e = &c.nids.slots[i];
+	el_hashtab_iter_init(&it, &c.nids.tab);
+	while ((n = el_hashtab_iter_next(&it))) {
+		const struct nid_entry *e = el_hashtab_entry(n, struct nid_entry, nid.node);
 
-		if (!e->used || e->dir || e->seen == e->nlink)
+		if (e->dir || e->seen == e->nlink)
 			continue;
 		r = el_image_corrupt(err, e->inode_off,
 				     "inode %llu has nlink %u but %u directory entries",
-				     (unsigned long long)e->nid, e->nlink, e->seen);
+				     (unsigned long long)e->nid.key, e->nlink, e->seen);
 		goto out;
 	}
 	if (img->info.inos != c.stats.inodes) {
@@ -745,7 +729,7 @@ int el_image_check(struct el_image *img, struct el_check_stats *ret, struct el_e
 	*ret = c.stats;
 	r = 0;
 out:
-	free(c.nids.slots);
+	nid_table_free(&c.nids);
 	free(c.stack);
 	return r;
 }

@@ -34,9 +34,11 @@
 #include "erofs-layer/writer.h"
 #include "erofs_fs.h"
 #include "common/endian.h"
+#include "common/hashtab.h"
 #include "common/io.h"
 #include "common/macro.h"
 #include "common/sha256.h"
+#include "common/util.h"
 #include "tree-internal.h"
 
 #define MERGE_MAX_LAYERS 4096 /* device ids are 16-bit; stay well inside */
@@ -59,9 +61,12 @@ static bool has_verity(const char *path, uint64_t hash_offset)
 
 /* nid → merged inode, for the hard links of one layer */
 struct link_map {
-	uint64_t *nids;
-	struct el_inode **inodes;
-	size_t cap, n;
+	struct el_hashtab tab; /* of struct link */
+};
+
+struct link {
+	struct el_hnode_u64 nid; /* key: the layer's nid */
+	struct el_inode *inode;
 };
 
 struct pending_dir {
@@ -95,50 +100,38 @@ static int oom(struct merge *m)
 
 static int links_find(struct link_map *l, uint64_t nid, struct el_inode **ret)
 {
-	if (!l->cap)
+	struct el_hnode_u64 *n = el_hashtab_find_u64(&l->tab, nid);
+
+	if (!n)
 		return 0;
-	for (size_t i = (size_t)(nid * 0x9E3779B97F4A7C15ull) & (l->cap - 1);; i = (i + 1) & (l->cap - 1)) {
-		if (!l->inodes[i])
-			return 0;
-		if (l->nids[i] == nid) {
-			*ret = l->inodes[i];
-			return 1;
-		}
-	}
+	*ret = el_hashtab_entry(n, struct link, nid)->inode;
+	return 1;
 }
 
 static int links_add(struct link_map *l, uint64_t nid, struct el_inode *ino)
 {
-	if ((l->n + 1) * 2 > l->cap) {
-		struct link_map g = { .cap = l->cap ? l->cap * 2 : 256 };
-		g.nids = calloc(g.cap, sizeof(*g.nids));
-		g.inodes = calloc(g.cap, sizeof(*g.inodes));
-		if (!g.nids || !g.inodes) {
-			free(g.nids);
-			free(g.inodes);
-			return -ENOMEM;
-		}
-		for (size_t i = 0; i < l->cap; i++)
-			if (l->inodes[i])
-				links_add(&g, l->nids[i], l->inodes[i]);
-		free(l->nids);
-		free(l->inodes);
-		*l = g;
+	struct link *k = malloc(sizeof(*k));
+
+	if (!k)
+		return -ENOMEM;
+	k->inode = ino;
+	if (el_hashtab_insert_u64(&l->tab, &k->nid, nid) < 0) {
+		free(k);
+		return -ENOMEM;
 	}
-	size_t i = (size_t)(nid * 0x9E3779B97F4A7C15ull) & (l->cap - 1);
-	while (l->inodes[i])
-		i = (i + 1) & (l->cap - 1);
-	l->nids[i] = nid;
-	l->inodes[i] = ino;
-	l->n++;
 	return 0;
 }
 
+static void link_free(struct el_hnode *n)
+{
+	free(el_hashtab_entry(n, struct link, nid.node));
+}
+
+/* Frees the entries: the map is empty, ready for the next layer. */
 static void links_reset(struct link_map *l)
 {
-	free(l->nids);
-	free(l->inodes);
-	*l = (struct link_map){ 0 };
+	el_hashtab_release(&l->tab, link_free);
+	el_hashtab_init(&l->tab, &el_hashtab_u64_ops, 256);
 }
 
 static int collect_xattr(void *ud, const struct el_image_xattr *xa)
@@ -271,14 +264,8 @@ static int collect_dirent(void *ud, const struct el_image_dirent *de)
 	if ((de->name_len == 1 && de->name[0] == '.') ||
 	    (de->name_len == 2 && de->name[0] == '.' && de->name[1] == '.'))
 		return 0;
-	if (m->nents == m->capents) {
-		size_t cap = m->capents ? m->capents * 2 : 64;
-		void *p = realloc(m->ents, cap * sizeof(*m->ents));
-		if (!p)
-			return oom(m);
-		m->ents = p;
-		m->capents = cap;
-	}
+	if (el_grow((void **)&m->ents, &m->capents, m->nents + 1, sizeof(*m->ents)) < 0)
+		return oom(m);
 	m->ents[m->nents++] = *de;
 	return 0;
 }
@@ -286,14 +273,8 @@ static int collect_dirent(void *ud, const struct el_image_dirent *de)
 static int push_dir(struct merge *m, const struct el_image_inode *dir, struct el_inode *merged,
 		    const char *parent, const char *name)
 {
-	if (m->nstack == m->capstack) {
-		size_t cap = m->capstack ? m->capstack * 2 : 64;
-		void *p = realloc(m->stack, cap * sizeof(*m->stack));
-		if (!p)
-			return oom(m);
-		m->stack = p;
-		m->capstack = cap;
-	}
+	if (el_grow((void **)&m->stack, &m->capstack, m->nstack + 1, sizeof(*m->stack)) < 0)
+		return oom(m);
 	char *path;
 	if (asprintf(&path, "%s%s%s", parent, strcmp(parent, "/") ? "/" : "", name) < 0)
 		return oom(m);

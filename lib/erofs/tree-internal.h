@@ -8,12 +8,13 @@
 #include <stdint.h>
 #include <sys/stat.h>
 
+#include "common/hashtab.h"
 #include "erofs-layer/tree.h"
 
 /* An (index, name, value) triple, interned: one copy per distinct xattr in
  * the whole tree, so that recurring ones can go to the shared table. */
 struct el_xattr {
-	struct el_xattr *hnext;
+	struct el_hnode hnode; /* in the tree's xattr table */
 	uint32_t hash;
 	uint32_t refs;	    /* reachable inodes carrying it (counted by the planner) */
 	uint32_t shared_id; /* UINT32_MAX: stored inline */
@@ -31,7 +32,7 @@ struct el_xattrs {
 
 struct el_dentry {
 	struct el_dentry *sibling; /* next in the parent's (unsorted) list */
-	struct el_dentry *hnext;   /* hash chain */
+	struct el_hnode hnode;     /* in the tree's dentry table */
 	struct el_inode *parent;
 	struct el_inode *inode;
 	uint32_t hash;
@@ -76,10 +77,8 @@ struct el_inode {
 struct el_tree {
 	struct el_tree_opts opts;
 	struct el_inode *root;
-	struct el_dentry **buckets;
-	size_t nbuckets, ndentries;
-	struct el_xattr **xbuckets;
-	size_t nxbuckets, nxattrs;
+	struct el_hashtab dentries; /* by (parent, name) */
+	struct el_hashtab xattrs;   /* by (index, suffix, value) */
 	struct tree_arena *arena;
 	uint64_t ninodes; /* created, reachable or not */
 };

@@ -57,6 +57,94 @@ static struct el_inode *inode_new(struct el_tree *tree, uint32_t mode)
 	return ino;
 }
 
+/* ---- the dentry and xattr tables ---- */
+
+struct dentry_key {
+	const struct el_inode *parent;
+	const char *name;
+	size_t len;
+	uint32_t hash;
+};
+
+static uint32_t dentry_hash(const struct el_inode *parent, const char *name, size_t len)
+{
+	uintptr_t p = (uintptr_t)parent;
+	return el_xxh32(name, len, (uint32_t)(p >> 4) ^ (uint32_t)(p >> 36));
+}
+
+static size_t dentry_node_hash(const struct el_hnode *n)
+{
+	return el_hashtab_entry(n, struct el_dentry, hnode)->hash;
+}
+
+static bool dentry_eq(const struct el_hnode *n, const void *key)
+{
+	const struct el_dentry *d = el_hashtab_entry(n, struct el_dentry, hnode);
+	const struct dentry_key *k = key;
+
+	return d->hash == k->hash && d->parent == k->parent && d->name_len == k->len &&
+	       memcmp(d->name, k->name, k->len) == 0;
+}
+
+static const struct el_hashtab_ops dentry_ops = { dentry_node_hash, dentry_eq };
+
+struct xattr_key {
+	uint8_t index;
+	const char *suffix;
+	size_t slen;
+	const void *value;
+	size_t vlen;
+	uint32_t hash;
+};
+
+static size_t xattr_node_hash(const struct el_hnode *n)
+{
+	return el_hashtab_entry(n, struct el_xattr, hnode)->hash;
+}
+
+static bool xattr_eq(const struct el_hnode *n, const void *key)
+{
+	const struct el_xattr *x = el_hashtab_entry(n, struct el_xattr, hnode);
+	const struct xattr_key *k = key;
+
+	return x->hash == k->hash && x->index == k->index && x->name_len == k->slen &&
+	       x->value_len == k->vlen && memcmp(x->data, k->suffix, k->slen) == 0 &&
+	       memcmp(x->data + k->slen, k->value, k->vlen) == 0;
+}
+
+static const struct el_hashtab_ops xattr_ops = { xattr_node_hash, xattr_eq };
+
+static struct el_dentry *lookup(struct el_tree *t, struct el_inode *parent, const char *name,
+				size_t len, uint32_t hash)
+{
+	struct dentry_key k = { parent, name, len, hash };
+	struct el_hnode *n = el_hashtab_find(&t->dentries, hash, &k);
+
+	return n ? el_hashtab_entry(n, struct el_dentry, hnode) : NULL;
+}
+
+static struct el_dentry *dentry_add(struct el_tree *t, struct el_inode *parent,
+				    const char *name, size_t len, uint32_t hash,
+				    struct el_inode *ino)
+{
+	struct el_dentry *d = el_tree_alloc(t, sizeof(*d) + len + 1);
+
+	if (!d)
+		return NULL;
+	d->parent = parent;
+	d->inode = ino;
+	d->hash = hash;
+	d->name_len = (uint16_t)len;
+	memcpy(d->name, name, len);
+	d->name[len] = 0;
+	if (el_hashtab_insert(&t->dentries, &d->hnode, hash) < 0)
+		return NULL;
+	d->sibling = parent->children;
+	parent->children = d;
+	parent->nchildren++;
+	return d;
+}
+
 int el_tree_new(const struct el_tree_opts *opts, struct el_tree **ret)
 {
 	struct el_tree *t = calloc(1, sizeof(*t));
@@ -65,11 +153,9 @@ int el_tree_new(const struct el_tree_opts *opts, struct el_tree **ret)
 		return -ENOMEM;
 	if (opts)
 		t->opts = *opts;
-	t->nbuckets = 1024;
-	t->buckets = calloc(t->nbuckets, sizeof(*t->buckets));
-	t->nxbuckets = 256;
-	t->xbuckets = calloc(t->nxbuckets, sizeof(*t->xbuckets));
-	t->root = t->buckets && t->xbuckets ? inode_new(t, S_IFDIR | 0755) : NULL;
+	el_hashtab_init(&t->dentries, &dentry_ops, 1024);
+	el_hashtab_init(&t->xattrs, &xattr_ops, 256);
+	t->root = inode_new(t, S_IFDIR | 0755);
 	if (!t->root) {
 		el_tree_free(t);
 		return -ENOMEM;
@@ -87,69 +173,9 @@ void el_tree_free(struct el_tree *t)
 		n = a->next;
 		free(a);
 	}
-	free(t->buckets);
-	free(t->xbuckets);
+	el_hashtab_destroy(&t->dentries);
+	el_hashtab_destroy(&t->xattrs);
 	free(t);
-}
-
-static uint32_t dentry_hash(const struct el_inode *parent, const char *name, size_t len)
-{
-	uintptr_t p = (uintptr_t)parent;
-	return el_xxh32(name, len, (uint32_t)(p >> 4) ^ (uint32_t)(p >> 36));
-}
-
-static int grow_buckets(struct el_tree *t)
-{
-	size_t n = t->nbuckets * 2;
-	struct el_dentry **b = calloc(n, sizeof(*b));
-
-	if (!b)
-		return -ENOMEM;
-	for (size_t i = 0; i < t->nbuckets; i++) {
-		for (struct el_dentry *d = t->buckets[i], *next; d; d = next) {
-			next = d->hnext;
-			d->hnext = b[d->hash & (n - 1)];
-			b[d->hash & (n - 1)] = d;
-		}
-	}
-	free(t->buckets);
-	t->buckets = b;
-	t->nbuckets = n;
-	return 0;
-}
-
-static struct el_dentry *lookup(struct el_tree *t, struct el_inode *parent, const char *name,
-				size_t len, uint32_t hash)
-{
-	for (struct el_dentry *d = t->buckets[hash & (t->nbuckets - 1)]; d; d = d->hnext)
-		if (d->hash == hash && d->parent == parent && d->name_len == len &&
-		    memcmp(d->name, name, len) == 0)
-			return d;
-	return NULL;
-}
-
-static struct el_dentry *dentry_add(struct el_tree *t, struct el_inode *parent,
-				    const char *name, size_t len, uint32_t hash,
-				    struct el_inode *ino)
-{
-	if (t->ndentries >= t->nbuckets && grow_buckets(t) < 0)
-		return NULL;
-	struct el_dentry *d = el_tree_alloc(t, sizeof(*d) + len + 1);
-	if (!d)
-		return NULL;
-	d->parent = parent;
-	d->inode = ino;
-	d->hash = hash;
-	d->name_len = (uint16_t)len;
-	memcpy(d->name, name, len);
-	d->name[len] = 0;
-	d->hnext = t->buckets[hash & (t->nbuckets - 1)];
-	t->buckets[hash & (t->nbuckets - 1)] = d;
-	d->sibling = parent->children;
-	parent->children = d;
-	parent->nchildren++;
-	t->ndentries++;
-	return d;
 }
 
 /* ---- xattrs ---- */
@@ -172,27 +198,11 @@ struct el_xattr *el_tree_intern_xattr(struct el_tree *t, uint8_t index, const ch
 				      size_t slen, const void *value, size_t vlen)
 {
 	uint32_t h = el_xxh32(suffix, slen, index) ^ el_xxh32(value, vlen, 0x5bd1e995u);
+	struct xattr_key k = { index, suffix, slen, value, vlen, h };
+	struct el_hnode *n = el_hashtab_find(&t->xattrs, h, &k);
 
-	for (struct el_xattr *x = t->xbuckets[h & (t->nxbuckets - 1)]; x; x = x->hnext)
-		if (x->hash == h && x->index == index && x->name_len == slen &&
-		    x->value_len == vlen && memcmp(x->data, suffix, slen) == 0 &&
-		    memcmp(x->data + slen, value, vlen) == 0)
-			return x;
-	if (t->nxattrs >= t->nxbuckets) {
-		size_t n = t->nxbuckets * 2;
-		struct el_xattr **b = calloc(n, sizeof(*b));
-		if (!b)
-			return NULL;
-		for (size_t i = 0; i < t->nxbuckets; i++)
-			for (struct el_xattr *x = t->xbuckets[i], *next; x; x = next) {
-				next = x->hnext;
-				x->hnext = b[x->hash & (n - 1)];
-				b[x->hash & (n - 1)] = x;
-			}
-		free(t->xbuckets);
-		t->xbuckets = b;
-		t->nxbuckets = n;
-	}
+	if (n)
+		return el_hashtab_entry(n, struct el_xattr, hnode);
 	struct el_xattr *x = el_tree_alloc(t, sizeof(*x) + slen + vlen);
 	if (!x)
 		return NULL;
@@ -201,9 +211,8 @@ struct el_xattr *el_tree_intern_xattr(struct el_tree *t, uint8_t index, const ch
 	memcpy(x->data, suffix, slen);
 	if (vlen)
 		memcpy(x->data + slen, value, vlen);
-	x->hnext = t->xbuckets[h & (t->nxbuckets - 1)];
-	t->xbuckets[h & (t->nxbuckets - 1)] = x;
-	t->nxattrs++;
+	if (el_hashtab_insert(&t->xattrs, &x->hnode, h) < 0)
+		return NULL;
 	return x;
 }
 

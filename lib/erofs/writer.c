@@ -28,6 +28,7 @@
 #include "common/hash.h"
 #include "common/io.h"
 #include "common/macro.h"
+#include "common/util.h"
 #include "tree-internal.h"
 
 #define BLK EROFS_BLKSIZ
@@ -216,14 +217,8 @@ struct plan {
 
 static int order_push(struct plan *p, struct el_inode *ino)
 {
-	if (p->n == p->cap) {
-		size_t cap = p->cap ? p->cap * 2 : 1024;
-		void *q = realloc(p->order, cap * sizeof(*p->order));
-		if (!q)
-			return -ENOMEM;
-		p->order = q;
-		p->cap = cap;
-	}
+	if (el_grow((void **)&p->order, &p->cap, p->n + 1, sizeof(*p->order)) < 0)
+		return -ENOMEM;
 	p->order[p->n++] = ino;
 	ino->flags |= EL_INODE_PLANNED;
 	return 0;

@@ -18,6 +18,7 @@
 #include "erofs-layer/writer.h"
 #include "common/io.h"
 #include "common/macro.h"
+#include "common/util.h"
 #include "common/sha256.h"
 #include "erofs/verity-internal.h"
 
@@ -63,13 +64,8 @@ static int filter_xattrs(struct conv *c, const struct el_entry *e, size_t *ret_n
 {
 	size_t n = 0;
 
-	if (e->nxattrs > c->kv_cap) {
-		struct el_xattr_kv *kv = reallocarray(c->kv, e->nxattrs, sizeof(*kv));
-		if (!kv)
-			return el_error_set(err, -ENOMEM, NULL, EL_NO_OFFSET, "out of memory");
-		c->kv = kv;
-		c->kv_cap = e->nxattrs;
-	}
+	if (el_grow((void **)&c->kv, &c->kv_cap, e->nxattrs, sizeof(*c->kv)) < 0)
+		return el_error_set(err, -ENOMEM, NULL, EL_NO_OFFSET, "out of memory");
 	for (size_t i = 0; i < e->nxattrs; i++) {
 		char msg[256];
 		int r = el_xattr_filter(e->xattrs[i].name, c->opts->overlay_upper, msg,

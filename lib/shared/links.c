@@ -5,66 +5,72 @@
 #include <stdlib.h>
 #include <string.h>
 
+struct link_key {
+	uint64_t dev, ino;
+};
+
 static size_t link_hash(uint64_t dev, uint64_t ino)
 {
 	uint64_t h = ino * 0x9e3779b97f4a7c15ull ^ dev * 0xc2b2ae3d27d4eb4full;
 	return (size_t)(h ^ (h >> 29));
 }
 
-static struct el_link_slot *find(struct el_links *t, uint64_t dev, uint64_t ino)
+static size_t slot_hash(const struct el_hnode *n)
 {
-	size_t mask = t->cap - 1;
+	const struct el_link_slot *s = el_hashtab_entry(n, struct el_link_slot, hnode);
 
-	for (size_t i = link_hash(dev, ino) & mask;; i = (i + 1) & mask) {
-		struct el_link_slot *s = &t->v[i];
-		if (!s->path || (s->dev == dev && s->ino == ino))
-			return s;
-	}
+	return link_hash(s->dev, s->ino);
 }
 
-static int grow(struct el_links *t)
+static bool slot_eq(const struct el_hnode *n, const void *key)
 {
-	size_t cap = t->cap ? t->cap * 2 : 256;
-	struct el_link_slot *old = t->v;
-	size_t oldcap = t->cap;
+	const struct el_link_slot *s = el_hashtab_entry(n, struct el_link_slot, hnode);
+	const struct link_key *k = key;
 
-	t->v = calloc(cap, sizeof(*t->v));
-	if (!t->v) {
-		t->v = old;
-		return -ENOMEM;
-	}
-	t->cap = cap;
-	for (size_t i = 0; i < oldcap; i++)
-		if (old[i].path)
-			*find(t, old[i].dev, old[i].ino) = old[i];
-	free(old);
-	return 0;
+	return s->dev == k->dev && s->ino == k->ino;
 }
+
+static const struct el_hashtab_ops link_ops = { slot_hash, slot_eq };
 
 int el_links_claim(struct el_links *t, uint64_t dev, uint64_t ino, const char *path, bool dir,
 		   struct el_link_slot **ret, bool *ret_seen)
 {
-	if ((t->n + 1) * 2 > t->cap && grow(t) < 0)
-		return -ENOMEM;
-	struct el_link_slot *s = find(t, dev, ino);
-	*ret = s;
-	*ret_seen = s->path != NULL;
-	if (*ret_seen)
+	struct link_key k = { dev, ino };
+	size_t h = link_hash(dev, ino);
+	struct el_hnode *n;
+	struct el_link_slot *s;
+	size_t len = strlen(path);
+
+	if (!t->tab.ops)
+		el_hashtab_init(&t->tab, &link_ops, 256);
+	n = el_hashtab_find(&t->tab, h, &k);
+	*ret_seen = n != NULL;
+	if (n) {
+		*ret = el_hashtab_entry(n, struct el_link_slot, hnode);
 		return 0;
-	s->path = strdup(path);
-	if (!s->path)
+	}
+	s = malloc(sizeof(*s) + len + 1);
+	if (!s)
 		return -ENOMEM;
 	s->dev = dev;
 	s->ino = ino;
 	s->dir = dir;
-	t->n++;
+	memcpy(s->path, path, len + 1);
+	if (el_hashtab_insert(&t->tab, &s->hnode, h) < 0) {
+		free(s);
+		return -ENOMEM;
+	}
+	*ret = s;
 	return 0;
+}
+
+static void slot_free(struct el_hnode *n)
+{
+	free(el_hashtab_entry(n, struct el_link_slot, hnode));
 }
 
 void el_links_free(struct el_links *t)
 {
-	for (size_t i = 0; i < t->cap; i++)
-		free(t->v[i].path);
-	free(t->v);
+	el_hashtab_release(&t->tab, slot_free);
 	*t = (struct el_links){ 0 };
 }

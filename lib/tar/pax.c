@@ -13,6 +13,7 @@
 
 #include "erofs-layer/tar.h"
 #include "common/macro.h"
+#include "common/util.h"
 #include "tar-internal.h"
 
 struct arena_chunk {
@@ -213,14 +214,8 @@ static int add_xattr(struct tar_attrs *a, const char *name, const uint8_t *val, 
 	if (a->nxattrs == EL_TAR_MAX_XATTRS)
 		return el_error_set(err, -E2BIG, "tar stream", where,
 				    "more than %u xattrs on one entry", EL_TAR_MAX_XATTRS);
-	if (a->nxattrs == a->xattrs_cap) {
-		size_t cap = a->xattrs_cap ? a->xattrs_cap * 2 : 8;
-		void *p = realloc(a->xattrs, cap * sizeof(*a->xattrs));
-		if (!p)
-			return el_error_set(err, -ENOMEM, NULL, EL_NO_OFFSET, "out of memory");
-		a->xattrs = p;
-		a->xattrs_cap = cap;
-	}
+	if (el_grow((void **)&a->xattrs, &a->xattrs_cap, a->nxattrs + 1, sizeof(*a->xattrs)) < 0)
+		return el_error_set(err, -ENOMEM, NULL, EL_NO_OFFSET, "out of memory");
 	a->xattrs[a->nxattrs++] = (struct el_xattr_kv){ name, val, len };
 	return 0;
 }
@@ -244,14 +239,8 @@ int sparse_push(struct tar_attrs *a, uint64_t off, uint64_t len, uint64_t where,
 	if (a->nsegs == EL_TAR_MAX_SPARSE)
 		return el_error_set(err, -E2BIG, "tar stream", where,
 				    "sparse map has more than %u segments", EL_TAR_MAX_SPARSE);
-	if (a->nsegs == a->segs_cap) {
-		size_t cap = a->segs_cap ? a->segs_cap * 2 : 16;
-		void *p = realloc(a->segs, cap * sizeof(*a->segs));
-		if (!p)
-			return el_error_set(err, -ENOMEM, NULL, EL_NO_OFFSET, "out of memory");
-		a->segs = p;
-		a->segs_cap = cap;
-	}
+	if (el_grow((void **)&a->segs, &a->segs_cap, a->nsegs + 1, sizeof(*a->segs)) < 0)
+		return el_error_set(err, -ENOMEM, NULL, EL_NO_OFFSET, "out of memory");
 	a->segs[a->nsegs++] = (struct sparse_seg){ off, len };
 	a->sparse = true;
 	return 0;

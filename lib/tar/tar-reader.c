@@ -19,6 +19,7 @@
 
 #include "erofs-layer/tar.h"
 #include "common/macro.h"
+#include "common/util.h"
 #include "tar-internal.h"
 
 /* ustar header field offsets and sizes */
@@ -57,7 +58,7 @@ struct el_tar {
 		size_t len;
 		uint64_t off;
 	} *globals;
-	size_t nglobals;
+	size_t nglobals, globals_cap;
 	size_t globals_bytes;
 
 	struct tar_attrs attrs;
@@ -304,12 +305,11 @@ static int global_append(struct el_tar *t, char *payload, size_t len, uint64_t p
 		return el_error_set(err, -E2BIG, "tar stream", hoff,
 				    "PAX global headers exceed %u bytes in all", EL_TAR_MAX_PAX);
 	}
-	void *p = realloc(t->globals, (t->nglobals + 1) * sizeof(*t->globals));
-	if (!p) {
+	if (el_grow((void **)&t->globals, &t->globals_cap, t->nglobals + 1,
+		    sizeof(*t->globals)) < 0) {
 		free(payload);
 		return oom(err);
 	}
-	t->globals = p;
 	t->globals[t->nglobals++] = (struct global_pax){ payload, len, poff };
 	t->globals_bytes += len;
 	return 0;

@@ -18,6 +18,7 @@
 #include "compress-internal.h"
 #include "erofs-layer/tar.h"
 #include "common/macro.h"
+#include "common/util.h"
 #include "tar-internal.h"
 
 /* ustar header fields: offset, length */
@@ -244,14 +245,11 @@ static size_t ustar_split(const char *path, size_t len)
 
 static int pax_grow(struct el_tarw *w, size_t need)
 {
-	if (w->pax_cap - w->pax_len >= need)
-		return 0;
-	size_t cap = EL_MAX(w->pax_cap * 2, w->pax_len + need + 256);
-	char *p = realloc(w->pax, cap);
-	if (!p)
+	size_t total;
+
+	if (el_add_overflow(w->pax_len, need, &total) ||
+	    el_grow((void **)&w->pax, &w->pax_cap, total, 1) < 0)
 		return oom(w);
-	w->pax = p;
-	w->pax_cap = cap;
 	return 0;
 }
 
@@ -313,13 +311,8 @@ static int sort_xattrs(struct el_tarw *w, const struct el_entry *e)
 	if (e->nxattrs > EL_TAR_MAX_XATTRS)
 		return entry_error(w, -E2BIG, "%zu xattrs (limit %u)", e->nxattrs,
 				   EL_TAR_MAX_XATTRS);
-	if (e->nxattrs > w->xs_cap) {
-		void *p = realloc(w->xs, e->nxattrs * sizeof(*w->xs));
-		if (!p)
-			return oom(w);
-		w->xs = p;
-		w->xs_cap = e->nxattrs;
-	}
+	if (el_grow((void **)&w->xs, &w->xs_cap, e->nxattrs, sizeof(*w->xs)) < 0)
+		return oom(w);
 	for (size_t i = 0; i < e->nxattrs; i++) {
 		const struct el_xattr_kv *x = &e->xattrs[i];
 		size_t nl = x->name ? strlen(x->name) : 0;
@@ -381,14 +374,8 @@ static int emit_pax(struct el_tarw *w, const char *path, size_t plen)
 
 static int set_path(struct el_tarw *w, const char *path, size_t len, bool slash)
 {
-	size_t need = len + 2;
-	if (need > w->path_cap) {
-		char *p = realloc(w->path, need);
-		if (!p)
-			return oom(w);
-		w->path = p;
-		w->path_cap = need;
-	}
+	if (el_grow((void **)&w->path, &w->path_cap, len + 2, 1) < 0)
+		return oom(w);
 	memcpy(w->path, path, len);
 	if (slash)
 		w->path[len++] = '/';

@@ -10,6 +10,8 @@
 #include <stdbool.h>
 #include <stdlib.h>
 
+#include "common/util.h"
+
 void busy_set_init(struct busy_set *b)
 {
 	*b = (struct busy_set){ 0 };
@@ -36,15 +38,9 @@ int busy_claim(struct busy_set *b, uint64_t id)
 			break;
 		pthread_cond_wait(&b->cond, &b->lock);
 	}
-	if (b->n == b->cap) {
-		size_t cap = b->cap ? 2 * b->cap : 16;
-		uint64_t *v = realloc(b->ids, cap * sizeof(*v));
-		if (!v) {
-			pthread_mutex_unlock(&b->lock);
-			return -ENOMEM;
-		}
-		b->ids = v;
-		b->cap = cap;
+	if (el_grow((void **)&b->ids, &b->cap, b->n + 1, sizeof(*b->ids)) < 0) {
+		pthread_mutex_unlock(&b->lock);
+		return -ENOMEM;
 	}
 	b->ids[b->n++] = id;
 	pthread_mutex_unlock(&b->lock);

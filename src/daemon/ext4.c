@@ -19,6 +19,7 @@
 #include "common/io.h"
 #include "common/macro.h"
 #include "common/spawn.h"
+#include "common/util.h"
 
 /* mkfs is chatty on stdout; the daemon's stdout is not a log */
 static int run(char *const argv[])
@@ -188,27 +189,15 @@ static bool all_zero(const uint8_t *p, size_t n)
 static int tmpl_add_block(struct ext4_template *t, uint64_t off, const uint8_t *blk,
 			  size_t *cap_data, size_t *cap_ext)
 {
-	if (t->data_len + BLK > *cap_data) {
-		size_t cap = *cap_data ? *cap_data * 2 : 64 * BLK;
-		uint8_t *p = realloc(t->data, cap);
-		if (!p)
-			return -ENOMEM;
-		t->data = p;
-		*cap_data = cap;
-	}
+	if (el_grow((void **)&t->data, cap_data, t->data_len + BLK, 1) < 0)
+		return -ENOMEM;
 	memcpy(t->data + t->data_len, blk, BLK);
 	struct tmpl_extent *last = t->n_ext ? &t->ext[t->n_ext - 1] : NULL;
 	if (last && last->off + last->len == off) {
 		last->len += BLK;
 	} else {
-		if (t->n_ext == *cap_ext) {
-			size_t cap = *cap_ext ? *cap_ext * 2 : 16;
-			struct tmpl_extent *p = realloc(t->ext, cap * sizeof(*p));
-			if (!p)
-				return -ENOMEM;
-			t->ext = p;
-			*cap_ext = cap;
-		}
+		if (el_grow((void **)&t->ext, cap_ext, t->n_ext + 1, sizeof(*t->ext)) < 0)
+			return -ENOMEM;
 		t->ext[t->n_ext++] =
 			(struct tmpl_extent){ .off = off, .len = BLK, .at = t->data_len };
 	}

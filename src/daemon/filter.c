@@ -8,11 +8,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/util.h"
+
 enum op { OP_PRESENT, OP_EQ, OP_NE, OP_MATCH };
 
 struct clause {
 	char **path;
-	size_t npath;
+	size_t npath, path_cap;
 	enum op op;
 	char *value;
 	regex_t re;
@@ -21,7 +23,7 @@ struct clause {
 
 struct conj {
 	struct clause *c;
-	size_t n;
+	size_t n, cap;
 };
 
 struct filter {
@@ -198,10 +200,8 @@ static int parse_clause(struct lexer *lx, struct clause *c)
 	int r;
 
 	for (;;) {
-		char **p = realloc(c->path, (c->npath + 1) * sizeof(*p));
-		if (!p)
+		if (el_grow((void **)&c->path, &c->path_cap, c->npath + 1, sizeof(*c->path)) < 0)
 			return -ENOMEM;
-		c->path = p;
 		r = token(lx, true, &c->path[c->npath]);
 		if (r < 0)
 			return r;
@@ -258,12 +258,10 @@ int filter_parse(const char *const *exprs, size_t n, struct filter **ret, char *
 			continue;
 		}
 		for (;;) {
-			void *p = realloc(cj->c, (cj->n + 1) * sizeof(*cj->c));
-			if (!p) {
+			if (el_grow((void **)&cj->c, &cj->cap, cj->n + 1, sizeof(*cj->c)) < 0) {
 				r = -ENOMEM;
 				break;
 			}
-			cj->c = p;
 			memset(&cj->c[cj->n], 0, sizeof(cj->c[0]));
 			r = parse_clause(&lx, &cj->c[cj->n++]);
 			if (r < 0)

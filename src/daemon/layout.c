@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "common/macro.h"
+#include "common/util.h"
 
 int layout_open(const char *root, struct layout *ret)
 {
@@ -375,13 +376,11 @@ int layout_sweep_collect(struct layout *l, layout_live_fn live, void *ud, struct
 		}
 		if (!name)
 			name = strdup(de->d_name);
-		char **p = name ? realloc(t.names, (t.n + 1) * sizeof(*t.names)) : NULL;
-		if (!p) {
+		if (!name || el_grow((void **)&t.names, &t.cap, t.n + 1, sizeof(*t.names)) < 0) {
 			free(name);
 			r = -ENOMEM;
 			break;
 		}
-		t.names = p;
 		t.names[t.n++] = name;
 	}
 	closedir(d);

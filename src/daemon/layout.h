@@ -119,7 +119,7 @@ int layout_remove_subdir(const struct layout *l, uint64_t id, const char *name);
 typedef bool (*layout_live_fn)(void *ud, uint64_t id);
 struct layout_trash {
 	char **names;
-	size_t n;
+	size_t n, cap;
 };
 int layout_sweep_collect(struct layout *l, layout_live_fn live, void *ud, struct layout_trash *ret);
 int layout_sweep_finish(const struct layout *l, struct layout_trash *t);

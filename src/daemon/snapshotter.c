@@ -143,12 +143,10 @@ static int mount_add(struct sn_mounts *m, const char *type, char *source, const 
 	size_t n = 0;
 	while (opts[n])
 		n++;
-	void *p = realloc(m->v, (m->n + 1) * sizeof(*m->v));
-	if (!p) {
+	if (el_grow((void **)&m->v, &m->cap, m->n + 1, sizeof(*m->v)) < 0) {
 		free(source);
 		return -ENOMEM;
 	}
-	m->v = p;
 	struct sn_mount *mt = &m->v[m->n];
 	*mt = (struct sn_mount){ .type = strdup(type), .source = source,
 				 .options = calloc(n ? n : 1, sizeof(char *)) };

@@ -39,7 +39,7 @@ struct sn_mount {
 
 struct sn_mounts {
 	struct sn_mount *v;
-	size_t n;
+	size_t n, cap;
 };
 
 void sn_mounts_free(struct sn_mounts *m);

@@ -48,6 +48,7 @@
 #include "common/hash.h"
 #include "common/macro.h"
 #include "common/sha256.h"
+#include "common/util.h"
 
 #define STORE_FORMAT	    1
 #define REC_VERSION	    1
@@ -1744,14 +1745,8 @@ int store_parent_ids(struct store_txn *txn, const char *key, uint64_t **ret_ids,
 		if (n >= STORE_CHAIN_MAX)
 			return txn_errf(txn, -EUCLEAN, "the parent chain of " KFMT " is longer than %d "
 					"(a loop?)", KARG(key), STORE_CHAIN_MAX);
-		if (n == cap) {
-			uint64_t *t = reallocarray(ids, cap ? cap * 2 : 8, sizeof(*ids));
-
-			if (!t)
-				return -ENOMEM;
-			ids = t;
-			cap = cap ? cap * 2 : 8;
-		}
+		if (el_grow((void **)&ids, &cap, n + 1, sizeof(*ids)) < 0)
+			return -ENOMEM;
 		ids[n++] = pid;
 		snap_info_free(&cur);
 		r = load_by_id(txn, pid, &cur);
@@ -1792,15 +1787,9 @@ int store_ids(struct store_txn *txn, struct store_ids *ret)
 			r = txn_errf(txn, -EUCLEAN, "id index key of %zu bytes", k.mv_size);
 			goto out;
 		}
-		if (n == cap) {
-			uint64_t *t = reallocarray(v, cap ? cap * 2 : 64, sizeof(*v));
-
-			if (!t) {
-				r = -ENOMEM;
-				goto out;
-			}
-			v = t;
-			cap = cap ? cap * 2 : 64;
+		if (el_grow((void **)&v, &cap, n + 1, sizeof(*v)) < 0) {
+			r = -ENOMEM;
+			goto out;
 		}
 		v[n++] = get_be64(k.mv_data);
 	}

@@ -31,7 +31,9 @@
 #include "commands.h"
 #include "erofs-layer/error.h"
 #include "erofs-layer/image.h"
+#include "common/hashtab.h"
 #include "common/macro.h"
+#include "common/util.h"
 
 #define SYMLINK_MAX 4095u
 
@@ -57,9 +59,9 @@ struct ls_frame {
 /* Directories already descended into, so that a corrupt image with cycles
  * or directory hard links cannot make -R loop or explode. */
 struct nid_set {
-	uint64_t *slots; /* 0 = empty; nid 0 is stored as UINT64_MAX */
-	size_t cap, count;
+	struct el_hashtab tab; /* of malloc'd struct el_hnode_u64, keyed by nid */
 };
+
 
 struct ls_ctx {
 	const char *image;
@@ -100,42 +102,26 @@ static int fail(struct ls_ctx *ctx, int r)
 	return exit_status(ctx->err.code);
 }
 
-static uint64_t set_key(uint64_t nid)
-{
-	return nid ? nid : UINT64_MAX;
-}
-
 /* Adds nid; returns 1 if it was new, 0 if present, -ENOMEM. */
 static int set_add(struct nid_set *s, uint64_t nid)
 {
-	uint64_t key = set_key(nid);
-	size_t i;
+	struct el_hnode_u64 *d;
 
-	if ((s->count + 1) * 2 > s->cap) {
-		size_t ncap = s->cap ? s->cap * 2 : 256;
-		uint64_t *ns = calloc(ncap, sizeof(*ns));
-
-		if (!ns)
-			return -ENOMEM;
-		for (size_t j = 0; j < s->cap; j++) {
-			if (!s->slots[j])
-				continue;
-			for (i = (s->slots[j] * 0x9E3779B97F4A7C15ull >> 20) & (ncap - 1); ns[i];
-			     i = (i + 1) & (ncap - 1))
-				;
-			ns[i] = s->slots[j];
-		}
-		free(s->slots);
-		s->slots = ns;
-		s->cap = ncap;
+	if (el_hashtab_find_u64(&s->tab, nid))
+		return 0;
+	d = malloc(sizeof(*d));
+	if (!d)
+		return -ENOMEM;
+	if (el_hashtab_insert_u64(&s->tab, d, nid) < 0) {
+		free(d);
+		return -ENOMEM;
 	}
-	for (i = (key * 0x9E3779B97F4A7C15ull >> 20) & (s->cap - 1); s->slots[i];
-	     i = (i + 1) & (s->cap - 1))
-		if (s->slots[i] == key)
-			return 0;
-	s->slots[i] = key;
-	s->count++;
 	return 1;
+}
+
+static void seen_free(struct el_hnode *n)
+{
+	free(el_hashtab_entry(n, struct el_hnode_u64, node));
 }
 
 static void mode_string(uint32_t mode, char s[11])
@@ -267,15 +253,8 @@ static int collect(void *ud, const struct el_image_dirent *de)
 
 	if (!strcmp(de->name, ".") || !strcmp(de->name, ".."))
 		return 0;
-	if (l->n == l->cap) {
-		size_t ncap = l->cap ? l->cap * 2 : 64;
-		struct ls_entry *ne = reallocarray(l->ents, ncap, sizeof(*ne));
-
-		if (!ne)
-			return -ENOMEM;
-		l->ents = ne;
-		l->cap = ncap;
-	}
+	if (el_grow((void **)&l->ents, &l->cap, l->n + 1, sizeof(*l->ents)) < 0)
+		return -ENOMEM;
 	l->ents[l->n].name = strdup(de->name);
 	if (!l->ents[l->n].name)
 		return -ENOMEM;
@@ -317,11 +296,9 @@ static int list_dir(struct ls_ctx *ctx, const struct el_image_inode *dir, const 
 
 	if (ctx->recursive && set_add(&ctx->seen, dir->nid) < 0)
 		return -ENOMEM;
-	cap = 16;
-	stack = calloc(cap, sizeof(*stack));
-	if (!stack)
+	if (el_grow((void **)&stack, &cap, 1, sizeof(*stack)) < 0)
 		return -ENOMEM;
-	stack[0].path = strdup(path);
+	stack[0] = (struct ls_frame){ .path = strdup(path) };
 	if (!stack[0].path) {
 		r = -ENOMEM;
 		goto out;
@@ -364,15 +341,9 @@ static int list_dir(struct ls_ctx *ctx, const struct el_image_inode *dir, const 
 			goto out;
 		if (!r)
 			continue;
-		if (depth == cap) {
-			struct ls_frame *ns = reallocarray(stack, cap * 2, sizeof(*ns));
-
-			if (!ns) {
-				r = -ENOMEM;
-				goto out;
-			}
-			stack = ns;
-			cap *= 2;
+		if (el_grow((void **)&stack, &cap, depth + 1, sizeof(*stack)) < 0) {
+			r = -ENOMEM;
+			goto out;
 		}
 		/* f may have moved with the realloc; it is not used below. */
 		stack[depth] = (struct ls_frame){ .path = EL_TAKE_PTR(full) };
@@ -415,6 +386,7 @@ int cmd_ls(int argc, char **argv)
 	const char *path;
 	int c, r;
 
+	el_hashtab_init(&ctx.seen.tab, &el_hashtab_u64_ops, 256);
 	optind = 0;
 	while ((c = getopt_long(argc, argv, "lRxh", opts, NULL)) != -1) {
 		switch (c) {
@@ -462,7 +434,7 @@ int cmd_ls(int argc, char **argv)
 		prefix = strndup(path, len);
 		r = prefix ? list_dir(&ctx, &ino, prefix) : -ENOMEM;
 	}
-	free(ctx.seen.slots);
+	el_hashtab_release(&ctx.seen.tab, seen_free);
 	if (r < 0)
 		return fail(&ctx, r);
 	if (fflush(stdout) != 0 || ferror(stdout)) {

@@ -39,6 +39,7 @@
 
 #include "rpc-internal.h"
 #include "common/macro.h"
+#include "common/util.h"
 
 /* request_call operations kept outstanding: how many calls can arrive
  * between two turns of the dispatcher loop. */
@@ -114,7 +115,7 @@ struct rpc_server {
 	bool grpc_inited;
 
 	struct rpc_method *methods;
-	size_t n_methods;
+	size_t n_methods, methods_cap;
 	rpc_log_fn log_fn;
 	void *log_ud;
 
@@ -818,10 +819,9 @@ int rpc_server_register(struct rpc_server *srv, const char *method, enum rpc_kin
 		return -EINVAL;
 	if (find_method(srv, method))
 		return -EEXIST;
-	m = reallocarray(srv->methods, srv->n_methods + 1, sizeof(*m));
-	if (!m)
+	if (el_grow((void **)&srv->methods, &srv->methods_cap, srv->n_methods + 1,
+		    sizeof(*srv->methods)) < 0)
 		return -ENOMEM;
-	srv->methods = m;
 	m = &srv->methods[srv->n_methods];
 	*m = (struct rpc_method){
 		.path = strdup(method),
