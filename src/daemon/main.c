@@ -13,8 +13,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 
 #include "log.h"
+#include "metrics.h"
+#include "metrics-http.h"
 #include "notify.h"
 #include "rpc/rpc.h"
 #include "service-diff.h"
@@ -28,6 +31,7 @@
 
 struct options {
 	const char *root, *address, *containerd_address, *containerd_namespace, *name, *log_file;
+	const char *metrics_address;
 	uint64_t default_size;
 	bool set_immutable, local_content;
 	enum dm_verity verity;
@@ -55,6 +59,10 @@ static void usage(FILE *f)
 		"                              hash tree and a .dmverity sidecar naming its root hash; mounts:\n"
 		"                              the same, and their mounts carry X-containerd.dmverity= as\n"
 		"                              containerd 2.3's erofs snapshotter writes them (default off)\n"
+		"  --metrics-address ADDR      serve Prometheus metrics at GET /metrics over HTTP on ADDR:\n"
+		"                              a unix socket path, or 127.0.0.1:PORT, [::1]:PORT,\n"
+		"                              localhost:PORT (loopback only: no authentication)\n"
+		"                              (default off)\n"
 		"  --version                   print the version\n");
 }
 
@@ -103,6 +111,8 @@ static int parse_bool(const char *s, bool *ret)
 static void rpc_log(const char *method, int code, const char *message, uint64_t us, void *ud)
 {
 	char dur[32];
+
+	metrics_observe_rpc(ud, method, code, us);
 	snprintf(dur, sizeof(dur), "%" PRIu64 "us", us);
 	if (code == RPC_OK)
 		log_msg(LOG_DEBUG, "rpc", "method", method, "duration", dur, (const char *)NULL);
@@ -110,6 +120,44 @@ static void rpc_log(const char *method, int code, const char *message, uint64_t 
 		log_msg(code == RPC_INTERNAL || code == RPC_UNKNOWN ? LOG_ERROR : LOG_INFO,
 			"rpc failed", "method", method, "code", rpc_status_name(code), "error",
 			message ? message : "", "duration", dur, (const char *)NULL);
+}
+
+/* What a scrape samples: the snapshots by kind (a read transaction: it
+ * blocks no RPC) and the file system of --root. */
+struct scrape {
+	struct snapshotter *sn;
+	const char *root;
+};
+
+static int count_kind(const struct snap_info *info, void *ud)
+{
+	struct metrics_sample *s = ud;
+
+	if (info->kind == SNAP_KIND_COMMITTED)
+		s->committed++;
+	else if (info->kind == SNAP_KIND_ACTIVE)
+		s->active++;
+	else if (info->kind == SNAP_KIND_VIEW)
+		s->view++;
+	return 0;
+}
+
+static void scrape_sample(struct metrics_sample *s, void *ud)
+{
+	const struct scrape *sc = ud;
+	struct el_error err;
+	struct statvfs st;
+
+	el_error_clear(&err);
+	if (sn_walk(sc->sn, count_kind, s, &err) == 0)
+		s->have_snapshots = true;
+	else
+		log_warn("metrics: cannot count the snapshots: %s", err.msg);
+	if (statvfs(sc->root, &st) == 0) {
+		s->have_root = true;
+		s->root_free = (uint64_t)st.f_bavail * st.f_frsize;
+		s->root_used = (uint64_t)(st.f_blocks - st.f_bfree) * st.f_frsize;
+	}
 }
 
 int main(int argc, char **argv)
@@ -126,6 +174,7 @@ int main(int argc, char **argv)
 		{ "set-immutable", optional_argument, NULL, 'i' },
 		{ "local-content", optional_argument, NULL, 'L' },
 		{ "dm-verity", required_argument, NULL, 'D' },
+		{ "metrics-address", required_argument, NULL, 'M' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -141,6 +190,7 @@ int main(int argc, char **argv)
 		.local_content = true,
 	};
 	enum log_level level;
+	struct el_error err;
 	int c;
 
 	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -187,6 +237,14 @@ int main(int argc, char **argv)
 				fprintf(stderr, "spin-erofs-snapshotter: invalid --dm-verity '%s' (off, on or mounts)\n", optarg);
 				return 2;
 			}
+			break;
+		case 'M':
+			el_error_clear(&err);
+			if (metrics_address_check(optarg, &err) < 0) {
+				fprintf(stderr, "spin-erofs-snapshotter: %s\n", err.msg);
+				return 2;
+			}
+			o.metrics_address = optarg;
 			break;
 		case 'V':
 			printf("spin-erofs-snapshotter %s\n", EL_VERSION);
@@ -239,7 +297,6 @@ int main(int argc, char **argv)
 	struct sn_config cfg = { .root = o.root, .default_size = o.default_size,
 				 .set_immutable = o.set_immutable, .verity = o.verity };
 	struct snapshotter *sn = NULL;
-	struct el_error err;
 	el_error_clear(&err);
 	r = sn_open(&cfg, &sn, &err);
 	if (r < 0) {
@@ -257,7 +314,15 @@ int main(int argc, char **argv)
 		sn_close(sn);
 		return 1;
 	}
-	rpc_server_set_logger(srv, rpc_log, NULL);
+	struct metrics *metrics = NULL;
+	if (o.metrics_address && metrics_new(&metrics) < 0) {
+		log_error("cannot set up the metrics: %s", strerror(ENOMEM));
+		rpc_server_free(srv);
+		rpc_client_free(content);
+		sn_close(sn);
+		return 1;
+	}
+	rpc_server_set_logger(srv, rpc_log, metrics);
 	struct introspection *intro = NULL;
 	r = service_introspection_register(srv, o.root, &intro);
 	if (r < 0)
@@ -269,19 +334,33 @@ int main(int argc, char **argv)
 					  &(struct diff_options){ .default_namespace = o.containerd_namespace,
 								  .set_immutable = o.set_immutable,
 								  .local_content = o.local_content,
-								  .verity = o.verity != DM_VERITY_OFF });
+								  .verity = o.verity != DM_VERITY_OFF,
+								  .metrics = metrics });
 	if (r == 0)
 		r = rpc_server_start(srv);
-	if (r < 0) {
+	if (r < 0)
 		log_error("cannot start serving on %s: %s", o.address, strerror(-r));
+	struct metrics_server *msrv = NULL;
+	struct scrape scrape = { .sn = sn, .root = o.root };
+	el_error_clear(&err);
+	if (r == 0 && o.metrics_address) {
+		r = metrics_server_start(o.metrics_address, metrics, scrape_sample, &scrape, &msrv,
+					 &err);
+		if (r < 0)
+			log_error("cannot serve the metrics: %s", err.msg);
+	}
+	if (r < 0) {
 		rpc_server_free(srv);
 		rpc_client_free(content);
 		service_diff_done();
 		introspection_free(intro);
 		sn_close(sn);
+		metrics_free(metrics);
 		return 1;
 	}
-	log_msg(LOG_INFO, "serving", "address", o.address, "root", o.root, (const char *)NULL);
+	log_msg(LOG_INFO, "serving", "address", o.address, "root", o.root,
+		msrv ? "metrics" : (const char *)NULL, msrv ? metrics_server_address(msrv) : NULL,
+		(const char *)NULL);
 	/* the socket is at its path and accepting: containerd may connect */
 	r = notify_ready();
 	if (r < 0)
@@ -303,11 +382,14 @@ int main(int argc, char **argv)
 	notify_stopping();
 	log_msg(LOG_INFO, "shutting down", "signal", strsignal(sig), (const char *)NULL);
 	rpc_server_shutdown(srv, RPC_SHUTDOWN_GRACE_MS);
+	/* before the snapshotter goes: a scrape reads it */
+	metrics_server_stop(msrv);
 	rpc_server_free(srv);
 	rpc_client_free(content);
 	service_diff_done();
 	introspection_free(intro);
 	sn_close(sn);
+	metrics_free(metrics);
 	log_info("stopped");
 	return 0;
 }

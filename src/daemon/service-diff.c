@@ -19,6 +19,7 @@
 #include "content.h"
 #include "differ.h"
 #include "log.h"
+#include "metrics.h"
 #include "rpc/rpc.h"
 #include "common/macro.h"
 #include "common/util.h"
@@ -31,6 +32,7 @@ struct diff_service {
 	bool set_immutable;
 	bool verity;
 	bool local_content;
+	struct metrics *metrics;
 };
 
 static void reply_error(struct rpc_call *call, int r, const struct el_error *err)
@@ -204,6 +206,8 @@ static void h_apply(struct rpc_call *call, ProtobufCMessage *msg, void *ud)
 	const char *source = reader && content_reader_local(reader) ? "file" : "stream";
 	content_reader_free(reader);
 	watch_stop(&watch);
+	metrics_observe_apply(svc->metrics, r == 0, r == 0 ? (uint64_t)blob.size : 0,
+			      r == 0 ? applied.image_bytes : 0, (uint64_t)(el_ms_since(&t0) * 1e3));
 	if (r < 0) {
 		log_msg(LOG_WARN, "apply failed", "dir", dir, "digest", blob.digest, "error",
 			err.msg, (const char *)NULL);
@@ -345,6 +349,7 @@ int service_diff_register(struct rpc_server *srv, struct rpc_client *content,
 	the_service.set_immutable = opts->set_immutable;
 	the_service.verity = opts->verity;
 	the_service.local_content = opts->local_content;
+	the_service.metrics = opts->metrics;
 	the_service.default_ns = strdup(opts->default_namespace);
 	if (!the_service.default_ns)
 		return -ENOMEM;

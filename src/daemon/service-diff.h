@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 
+struct metrics;
 struct rpc_client;
 struct rpc_server;
 
@@ -17,6 +18,8 @@ struct diff_options {
 	bool local_content;
 	/* each layer.erofs gets a dm-verity tree and its sidecar (--dm-verity) */
 	bool verity;
+	/* each Apply of ours ends in metrics_observe_apply (NULL: none) */
+	struct metrics *metrics;
 };
 
 /* Registers containerd.services.diff.v1.Diff (Apply, Diff). Blobs are read
