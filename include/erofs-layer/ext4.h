@@ -59,6 +59,16 @@
  */
 EL_EXPORT int el_ext4_fsck(const char *image, struct el_error *err);
 
+/*
+ * The same check with `e2fsck -f -n`: nothing is written to the image (no
+ * journal replay, no repair), for a reader that does not own it (Compare of
+ * a container's writable layer). Returns 0 when e2fsck found nothing to fix;
+ * anything it would have fixed fails with -EUCLEAN (status 4), the other
+ * failures as el_ext4_fsck. A journal that needs recovery is not replayed:
+ * el_ext4_open then refuses the image (-EUCLEAN).
+ */
+EL_EXPORT int el_ext4_fsck_readonly(const char *image, struct el_error *err);
+
 struct el_ext4;
 
 /*
@@ -98,10 +108,29 @@ struct el_ext4_extent {
 typedef int (*el_ext4_visit_fn)(void *ud, const struct el_entry *e, struct el_ext4_file *file,
 				struct el_error *err);
 
+/* What a walk accepts from an image by default (a guest wrote it): see
+ * el_ext4_walk_opts. */
+#define EL_EXT4_MAX_ENTRIES 10000000u	/* entries, hard links included */
+#define EL_EXT4_MAX_DEPTH 1024u		/* directory levels below the walked one */
+#define EL_EXT4_MAX_XATTRS 4096u	/* xattrs of one entry */
+#define EL_EXT4_MAX_XATTR_BYTES 1048576u /* names and values of one entry's xattrs */
+
 struct el_ext4_walk_opts {
 	el_warn_fn warn; /* what = "ext4", offset = EL_NO_OFFSET */
 	void *warn_ud;
 	atomic_bool *cancel; /* checked between entries and data pieces */
+	/*
+	 * Limits (0: the EL_EXT4_MAX_* default; max_bytes 0: none). A walk that
+	 * goes over one fails with -E2BIG, naming the limit and the path where
+	 * it was reached, before that entry is visited. max_bytes bounds the
+	 * sum of regular files' sizes, holes included (a sparse file of a
+	 * terabyte in a small image would otherwise become a terabyte of tar).
+	 */
+	uint64_t max_entries;
+	uint64_t max_bytes;
+	uint32_t max_depth;
+	uint32_t max_xattrs;
+	uint32_t max_xattr_bytes;
 };
 
 /*

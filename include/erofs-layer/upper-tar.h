@@ -36,7 +36,14 @@
  * and fills *res. The caller runs el_ext4_fsck first (el_ext4_open refuses
  * an image whose journal needs recovery). warn gets the walk's warnings.
  * Errors name the path inside the upper.
+ *
+ * The walk's limits are el_ext4_walk's defaults, and the regular files may
+ * hold at most EL_UPPER_TAR_BYTES_PER_IMAGE_BYTE times the image's size
+ * (at least EL_UPPER_TAR_MIN_BYTES) in all, holes counted: a tar has no
+ * holes, so a sparse file the guest made costs its whole size (-E2BIG).
  */
+#define EL_UPPER_TAR_BYTES_PER_IMAGE_BYTE 64u
+#define EL_UPPER_TAR_MIN_BYTES (1ull << 30)
 EL_EXPORT int el_upper_tar_ext4(const char *image, const char *subdir, const struct el_tarw_opts *topts,
 				el_warn_fn warn, void *warn_ud, struct el_tarw_result *res,
 				struct el_error *err);

@@ -794,7 +794,7 @@ int el_image_dirblock(struct el_image *img, const struct el_image_inode *dir, ui
 		      struct el_dirblock *ret, struct el_error *err)
 {
 	struct el_image_extent ext;
-	uint64_t start, nblocks, base;
+	uint64_t start, nblocks = 0, base;
 	unsigned nameoff0, count;
 	int r;
 
@@ -879,7 +879,7 @@ int el_image_readdir(struct el_image *img, const struct el_image_inode *dir,
 {
 	_cleanup_free_ struct el_dirblock *db = NULL;
 	struct el_image_dirent de;
-	uint64_t nblocks;
+	uint64_t nblocks = 0;
 	int r;
 
 	r = el_image_dir_nblocks(img, dir, &nblocks, err);
@@ -925,7 +925,7 @@ static int dir_find(struct el_image *img, const struct el_image_inode *dir, cons
 {
 	_cleanup_free_ struct el_dirblock *db = NULL;
 	const uint8_t *n = (const uint8_t *)name;
-	uint64_t lo = 0, hi;
+	uint64_t lo = 0, hi = 0;
 	int r;
 
 	r = el_image_dir_nblocks(img, dir, &hi, err);

@@ -72,7 +72,8 @@ static const char *status_meaning(int st)
 	return "errors corrected";
 }
 
-int el_ext4_fsck(const char *image, struct el_error *err)
+/* MODE: "-p" (preen: repairs) or "-n" (read-only: nothing written) */
+static int fsck_run(const char *image, const char *mode, struct el_error *err)
 {
 	const char *prog = NULL;
 	_cleanup_close_ int out = -1;
@@ -92,9 +93,9 @@ int el_ext4_fsck(const char *image, struct el_error *err)
 		return el_error_set(err, -errno, WHAT, EL_NO_OFFSET, "%s: memfd_create: %s", image,
 				    strerror(errno));
 
-	/* -f: check even a file system marked clean; -p: preen (see ext4.h);
+	/* -f: check even a file system marked clean; -p or -n (see ext4.h);
 	 * "--": an image path starting with '-' stays a path */
-	char *const argv[] = { (char *)"e2fsck", (char *)"-f", (char *)"-p", (char *)"--",
+	char *const argv[] = { (char *)"e2fsck", (char *)"-f", (char *)mode, (char *)"--",
 			       (char *)image, NULL };
 	char *const envp[] = { (char *)"PATH=/usr/sbin:/usr/bin:/sbin:/bin", (char *)"LC_ALL=C",
 			       NULL };
@@ -113,9 +114,21 @@ int el_ext4_fsck(const char *image, struct el_error *err)
 	if ((st & ~3) == 0)
 		return st; /* 0, or 1 | 2: corrected */
 	int code = (st & (8 | 128)) ? -EIO : (st & 32) ? -ECANCELED : (st & 16) ? -EINVAL : -EUCLEAN;
+	const char *verdict = "";
+	if (code == -EUCLEAN)
+		verdict = mode[1] == 'n' ? "; refused: a read-only check repairs nothing"
+					 : "; the image needs a manual repair, refused";
 	return el_error_set(err, code, WHAT, EL_NO_OFFSET,
-			    "%s: e2fsck -f -p exited with status %d (%s)%s%s%s", image, st,
-			    status_meaning(st),
-			    code == -EUCLEAN ? "; the image needs a manual repair, refused" : "",
-			    tail[0] ? ": " : "", tail);
+			    "%s: e2fsck -f %s exited with status %d (%s)%s%s%s", image, mode, st,
+			    status_meaning(st), verdict, tail[0] ? ": " : "", tail);
+}
+
+int el_ext4_fsck(const char *image, struct el_error *err)
+{
+	return fsck_run(image, "-p", err);
+}
+
+int el_ext4_fsck_readonly(const char *image, struct el_error *err)
+{
+	return fsck_run(image, "-n", err);
 }

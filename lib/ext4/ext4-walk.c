@@ -108,6 +108,11 @@ struct walk {
 	const struct el_ext4_walk_opts *opts;
 	struct el_error *err;
 
+	/* the limits in force (opts or the defaults) and what was met so far */
+	uint64_t max_entries, max_bytes;
+	uint32_t max_depth, max_xattrs, max_xattr_bytes;
+	uint64_t entries, bytes;
+
 	struct ext2_inode_large *inode; /* the inode being handled */
 	size_t inode_buf;
 	ext2_ino_t ino;
@@ -1085,10 +1090,45 @@ struct visitor {
 	void *ud;
 };
 
+/* The limits of el_ext4_walk_opts, checked before an entry is visited. */
+static int check_limits(struct walk *wk, const struct el_entry *e)
+{
+	if (++wk->entries > wk->max_entries)
+		return fail(wk, -E2BIG, e->path, wk->ino,
+			    "more than %" PRIu64 " entries in the image, the limit", wk->max_entries);
+	/* an entry met while DEPTH directories are open is DEPTH levels down */
+	if (wk->depth > wk->max_depth)
+		return fail(wk, -E2BIG, e->path, wk->ino,
+			    "%zu directory levels deep, over the limit of %" PRIu32, wk->depth,
+			    wk->max_depth);
+	if (e->nxattrs > wk->max_xattrs)
+		return fail(wk, -E2BIG, e->path, wk->ino, "%zu xattrs, over the limit of %" PRIu32,
+			    (size_t)e->nxattrs, wk->max_xattrs);
+	uint64_t xb = 0;
+	for (size_t i = 0; i < e->nxattrs; i++)
+		xb += strlen(e->xattrs[i].name) + e->xattrs[i].value_len;
+	if (xb > wk->max_xattr_bytes)
+		return fail(wk, -E2BIG, e->path, wk->ino,
+			    "xattrs of %" PRIu64 " bytes, over the limit of %" PRIu32, xb,
+			    wk->max_xattr_bytes);
+	if (e->type == EL_ENTRY_REG && wk->max_bytes) {
+		if (e->size > wk->max_bytes - wk->bytes)
+			return fail(wk, -E2BIG, e->path, wk->ino,
+				    "a file of %" PRIu64 " bytes takes the regular files over %" PRIu64
+				    " bytes, the limit (holes count)",
+				    e->size, wk->max_bytes);
+		wk->bytes += e->size;
+	}
+	return 0;
+}
+
 static int call(struct walk *wk, const struct visitor *v, const struct el_entry *e,
 		struct el_ext4_file *f)
 {
-	int r = v->fn(v->ud, e, f, wk->err);
+	int r = check_limits(wk, e);
+	if (r < 0)
+		return r;
+	r = v->fn(v->ud, e, f, wk->err);
 	if (r < 0 && !wk->err->code)
 		el_error_set(wk->err, r, WHAT, EL_NO_OFFSET, "%s: stopped: %s", show(wk, e->path),
 			     strerror(-r));
@@ -1355,6 +1395,12 @@ int el_ext4_walk(struct el_ext4 *e4, const char *subdir, const struct el_ext4_wa
 	ext2_ino_t root = 0;
 	int r;
 
+	wk.max_entries = wk.opts->max_entries ? wk.opts->max_entries : EL_EXT4_MAX_ENTRIES;
+	wk.max_bytes = wk.opts->max_bytes;
+	wk.max_depth = wk.opts->max_depth ? wk.opts->max_depth : EL_EXT4_MAX_DEPTH;
+	wk.max_xattrs = wk.opts->max_xattrs ? wk.opts->max_xattrs : EL_EXT4_MAX_XATTRS;
+	wk.max_xattr_bytes = wk.opts->max_xattr_bytes ? wk.opts->max_xattr_bytes
+						      : EL_EXT4_MAX_XATTR_BYTES;
 	wk.inode_buf = EL_MAX((size_t)e4->inode_size, sizeof(struct ext2_inode_large));
 	wk.inode = calloc(1, wk.inode_buf);
 	wk.block = malloc(e4->blocksize);

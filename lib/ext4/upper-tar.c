@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "erofs-layer/ext4.h"
 #include "common/macro.h"
@@ -208,6 +209,13 @@ int el_upper_tar_ext4(const char *image, const char *subdir, const struct el_tar
 	};
 	int r;
 
+	struct stat st;
+	if (stat(image, &st) < 0)
+		return el_error_set(err, -errno, "ext4", EL_NO_OFFSET, "%s: %s", image, strerror(errno));
+	uint64_t cap = (uint64_t)st.st_size;
+	cap = cap > UINT64_MAX / EL_UPPER_TAR_BYTES_PER_IMAGE_BYTE ? UINT64_MAX
+		: cap * EL_UPPER_TAR_BYTES_PER_IMAGE_BYTE;
+	wopts.max_bytes = EL_MAX(cap, (uint64_t)EL_UPPER_TAR_MIN_BYTES);
 	ut.buf = malloc(DATA_CHUNK);
 	if (!ut.buf)
 		return el_error_set(err, -ENOMEM, "ext4", EL_NO_OFFSET, "out of memory");

@@ -537,8 +537,10 @@ int differ_compare(const char *image, const char *media_type, bool has_epoch, in
 				    "diffed once its guest is stopped and the image released", dev);
 	/* what the guest wrote is bad (a corrupt image, a redirect or
 	 * metacopy upper): InvalidArgument, as at Commit; an Unimplemented
-	 * would send containerd to a walking differ that cannot read it either */
-	r = el_ext4_fsck(image, err);
+	 * would send containerd to a walking differ that cannot read it either.
+	 * Compare only reads: the check writes nothing (no journal replay, no
+	 * repair; Commit, which owns the image by then, repairs). */
+	r = el_ext4_fsck_readonly(image, err);
 	if (r < 0)
 		return r == -EUCLEAN || r == -EIO ? -EINVAL : r;
 	r = el_upper_tar_ext4(image, "upper", &topts, NULL, NULL, &res, err);

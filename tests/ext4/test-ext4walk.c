@@ -29,6 +29,7 @@
 #include <cmocka.h>
 
 #include "erofs-layer/ext4.h"
+#include "erofs-layer/upper-tar.h"
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -541,6 +542,124 @@ static void test_fsck(void **state)
 	assert_non_null(strstr(err.msg, "t/upper/b"));
 }
 
+static int walk_limited(const char *img, const struct el_ext4_walk_opts *o, struct el_error *err)
+{
+	static struct log l;
+	struct el_ext4 *fs = NULL;
+
+	memset(&l, 0, sizeof(l));
+	el_error_clear(err);
+	int r = el_ext4_open(img, &fs, err);
+	if (r == 0)
+		r = el_ext4_walk(fs, "upper", o, record, &l, err);
+	el_ext4_close(fs);
+	return r;
+}
+
+static void expect_limit(const struct el_ext4_walk_opts *o, const char *path, const char *words)
+{
+	struct el_error err;
+	assert_int_equal(walk_limited(image, o, &err), -E2BIG);
+	if (!strstr(err.msg, path) || !strstr(err.msg, words))
+		fail_msg("expected '%s' and '%s' in: %s", path, words, err.msg);
+}
+
+static int count_sink(void *ud, const void *buf, size_t len)
+{
+	(void)buf;
+	*(uint64_t *)ud += len;
+	return 0;
+}
+
+/* What a walk accepts from a guest's image: each limit, then the sparse
+ * file the tar of an upper would have to spell out in full. */
+static void test_limits(void **state)
+{
+	struct el_error err;
+	char p[700];
+
+	(void)state;
+	/* the fixture is well within the defaults */
+	struct el_ext4_walk_opts o = { 0 };
+	assert_int_equal(walk_limited(image, &o, &err), 0);
+	expect_limit(&(struct el_ext4_walk_opts){ .max_entries = 3 }, "a/deep:",
+		     "more than 3 entries in the image, the limit");
+	/* ".", "a", "a/deep", then "a/deep/y" is three levels down */
+	expect_limit(&(struct el_ext4_walk_opts){ .max_depth = 2 }, "a/deep/y",
+		     "3 directory levels deep, over the limit of 2");
+	/* b: user.k and its ACL */
+	expect_limit(&(struct el_ext4_walk_opts){ .max_xattrs = 1 }, "b:",
+		     "2 xattrs, over the limit of 1");
+	expect_limit(&(struct el_ext4_walk_opts){ .max_xattr_bytes = 16 }, "b:",
+		     "over the limit of 16");
+	/* sparse is 3 MiB, 5003 bytes of it data */
+	expect_limit(&(struct el_ext4_walk_opts){ .max_bytes = 1 << 20 }, "sparse",
+		     "the limit (holes count)");
+	assert_int_equal(walk_limited(image, &(struct el_ext4_walk_opts){ .max_bytes = 4 << 20 },
+				      &err), 0);
+
+	/* the tar of an upper: a file of 256 GiB, nearly all hole, in 64 MiB */
+	snprintf(p, sizeof(p), "%s/huge-sparse", root);
+	sh("cp %s %s && debugfs -w -R 'sif upper/sparse size %llu' %s >/dev/null 2>&1", image, p,
+	   256ull << 30, p);
+	uint64_t written = 0;
+	struct el_tarw_opts topts = { .write = count_sink, .write_ud = &written };
+	struct el_tarw_result res;
+	el_error_clear(&err);
+	assert_int_equal(el_upper_tar_ext4(p, "upper", &topts, NULL, NULL, &res, &err), -E2BIG);
+	if (!strstr(err.msg, "sparse") || !strstr(err.msg, "holes count"))
+		fail_msg("message: %s", err.msg);
+	assert_true(written < (64u << 20));
+	/* the fixture itself goes through */
+	written = 0;
+	el_error_clear(&err);
+	assert_int_equal(el_upper_tar_ext4(image, "upper", &topts, NULL, NULL, &res, &err), 0);
+	assert_true(written > (3u << 20));
+}
+
+/* sha256sum of a file, for "unchanged" */
+static void file_digest(const char *path, char out[65])
+{
+	char cmd[800];
+	snprintf(cmd, sizeof(cmd), "sha256sum '%s'", path);
+	FILE *f = popen(cmd, "r");
+	assert_non_null(f);
+	assert_int_equal(fscanf(f, "%64s", out), 1);
+	pclose(f);
+}
+
+static void test_fsck_readonly(void **state)
+{
+	struct el_error err;
+	char p[700], before[65], after[65];
+
+	(void)state;
+	el_error_clear(&err);
+	assert_int_equal(el_ext4_fsck_readonly(image, &err), 0);
+	/* a journal to replay: not replayed, the image unchanged, still refused */
+	snprintf(p, sizeof(p), "%s/rec-ro", root);
+	sh("cp %s %s && debugfs -w -R 'feature needs_recovery' %s >/dev/null 2>&1", image, p, p);
+	file_digest(p, before);
+	assert_int_equal(el_ext4_fsck_readonly(p, &err), 0);
+	file_digest(p, after);
+	assert_string_equal(before, after);
+	static struct log l;
+	memset(&l, 0, sizeof(l));
+	assert_int_equal(walk(p, "upper", &l, NULL, &err), -EUCLEAN);
+	assert_non_null(strstr(err.msg, "journal needs recovery"));
+	/* a directory linked twice: refused with -n's words, nothing marked */
+	snprintf(p, sizeof(p), "%s/loop-ro", root);
+	sh("cp %s %s && debugfs -w -R 'link upper/a upper/dir2/a-again' %s >/dev/null 2>&1", image,
+	   p, p);
+	file_digest(p, before);
+	el_error_clear(&err);
+	assert_int_equal(el_ext4_fsck_readonly(p, &err), -EUCLEAN);
+	if (!strstr(err.msg, "e2fsck -f -n exited with status 4") || !strstr(err.msg, "repairs nothing"))
+		fail_msg("message: %s", err.msg);
+	file_digest(p, after);
+	assert_string_equal(before, after);
+}
+
 static void test_convert_leaves_nothing(void **state)
 {
 	struct el_error err;
@@ -585,6 +704,8 @@ int main(void)
 		cmocka_unit_test(test_cancel_and_abort),
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_fsck),
+		cmocka_unit_test(test_fsck_readonly),
+		cmocka_unit_test(test_limits),
 		cmocka_unit_test(test_convert_leaves_nothing),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
