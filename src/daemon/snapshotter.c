@@ -47,6 +47,7 @@
 #include "erofs-layer/ext4.h"
 #include "erofs-layer/image.h"
 #include "erofs-layer/merge.h"
+#include "erofs-layer/verity.h"
 #include "busy-set.h"
 #include "group-commit.h"
 #include "merge-queue.h"
@@ -56,6 +57,7 @@
 #include "snapshotter-internal.h"
 #include "usage.h"
 #include "common/macro.h"
+#include "common/sha256.h"
 #include "common/util.h"
 
 /* a marker beside a chain's top layer: merging it failed for good, so the
@@ -1048,9 +1050,45 @@ static void queue_merge(struct snapshotter *sn, const char *name, const char *pa
 			 "mount does it", name);
 }
 
+/* LABELS, plus SN_LABEL_VERITY_ROOT (replacing one the caller sent) when the
+ * layer of snapshot ID has a sidecar: *ret is a new array pointing into
+ * LABELS and HEX, or NULL (no tree: LABELS as they are). */
+static int verity_label(struct snapshotter *sn, uint64_t id, const struct snap_label *labels,
+			size_t n, struct snap_label **ret, size_t *ret_n, char hex[65], struct el_error *err)
+{
+	_cleanup_free_ char *side = layout_path(&sn->layout, id, LAYOUT_LAYER_VERITY);
+	uint8_t root[32];
+	uint64_t off;
+
+	*ret = NULL;
+	*ret_n = n;
+	if (!side)
+		return fail(err, -ENOMEM, "out of memory");
+	if (!file_exists(side))
+		return 0;
+	int r = el_verity_sidecar_read(side, root, &off, err);
+	if (r < 0)
+		return r;
+	el_hex(root, sizeof(root), hex);
+	struct snap_label *v = calloc(n + 1, sizeof(*v));
+	if (!v)
+		return fail(err, -ENOMEM, "out of memory");
+	size_t m = 0;
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(labels[i].key, SN_LABEL_VERITY_ROOT) != 0)
+			v[m++] = labels[i];
+	v[m].key = (char *)SN_LABEL_VERITY_ROOT;
+	v[m++].value = hex;
+	*ret = v;
+	*ret_n = m;
+	return 0;
+}
+
 int sn_commit_onto(struct snapshotter *sn, const char *name, const char *key, const char *parent,
 		   const struct snap_label *labels, size_t n_labels, struct el_error *err)
 {
+	_cleanup_free_ struct snap_label *with_root = NULL;
+	char root_hex[65];
 	_cleanup_(snap_info_free) struct snap_info info = { 0 };
 	_cleanup_free_ uint64_t *ids = NULL;
 	uint64_t size = 0, inodes = 0;
@@ -1087,7 +1125,11 @@ int sn_commit_onto(struct snapshotter *sn, const char *name, const char *key, co
 			return fail(err, r, "commit %s: cannot sync %s: %s", key, sn->layout.snapshots,
 				    strerror(-r));
 	}
-	r = commit_record(sn, name, key, parent, labels, n_labels, size, inodes, err);
+	r = verity_label(sn, info.id, labels, n_labels, &with_root, &n_labels, root_hex, err);
+	if (r < 0)
+		return r;
+	r = commit_record(sn, name, key, parent, with_root ? with_root : labels, n_labels, size,
+			  inodes, err);
 	if (r < 0)
 		return r;
 	/* the extract directories, or the container's writable layer, have

@@ -11,6 +11,10 @@
 #ifndef SES_SNAPSHOTTER_H
 #define SES_SNAPSHOTTER_H
 
+/* The label a committed layer with a dm-verity tree carries: the root hash
+ * of its sidecar, lowercase hex (docs/verity.md). */
+#define SN_LABEL_VERITY_ROOT "spin-erofs.dmverity.roothash"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>

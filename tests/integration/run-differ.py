@@ -526,7 +526,9 @@ def t_apply_verity(env):
     dm-verity tree in containerd 2.3's layout beside its .dmverity sidecar,
     and so does the chain's fsmeta.erofs; veritysetup accepts each; the
     mounts name the sidecars (X-containerd.dmverity=) and give the image's
-    files; a byte changed in a layer is found and its block named."""
+    files; each committed layer's label spin-erofs.dmverity.roothash is its
+    sidecar's root hash (ctr snapshots info); a byte changed in a layer is
+    found and its block named."""
     env.lab_up()
     restart_daemon(env, "--dm-verity=mounts")
     try:
@@ -555,6 +557,13 @@ def verity_checks(env):
         r = run([env.erofs_layer, "check", "--verity", layer], check=False)
         if r.rc != 0:
             probs.append("check --verity %s: %s" % (layer, tail(r.err)))
+    for (d, _, _), chain in zip(ap, info["chain_ids"]):
+        labels = json.loads(lab.sn("info", chain).out).get("Labels") or {}
+        want = json.load(open(os.path.join(d, "layer.erofs.dmverity")))["roothash"]
+        if labels.get("spin-erofs.dmverity.roothash") != want:
+            probs.append("snapshot %s: label spin-erofs.dmverity.roothash is %r, the sidecar's "
+                         "root hash %s" % (chain[:19], labels.get("spin-erofs.dmverity.roothash"),
+                                           want[:16]))
     top = info["chain_ids"][-1]
     vkey = env.name("verity-view")
     m = ri.view(lab, lab.sn, vkey, top)
@@ -726,7 +735,9 @@ def t_compare_refusals(env):
     """Diff of mounts that are not ours answers UNIMPLEMENTED (containerd's
     walking differ takes overlayfs snapshots); a left side that is not the
     active snapshot's lower, an unknown media type: UNIMPLEMENTED too; zstd
-    and plain tars and source_date_epoch through diff-probe."""
+    and plain tars and source_date_epoch through diff-probe; a writable
+    layer in use, with a redirect, with a journal to recover (left
+    unwritten: Compare only reads) or corrupt is refused."""
     lab = env.lab
     info = env.imported("single")
     top = info["chain_ids"][-1]
@@ -799,6 +810,15 @@ def t_compare_refusals(env):
     res = probe_diff(left, right, MEDIA_GZIP)
     if res["status"] != "INVALID_ARGUMENT" or "redirect" not in res["message"]:
         probs.append("redirect upper: %s %s" % (res["status"], res["message"]))
+    # Compare only reads: a journal left to recover (the guest did not
+    # unmount) is refused, and the image is not replayed or repaired
+    run(["debugfs", "-w", "-R", "feature needs_recovery", img])
+    before = hashlib.sha256(open(img, "rb").read()).hexdigest()
+    res = probe_diff(left, right, MEDIA_GZIP)
+    if res["status"] != "INVALID_ARGUMENT" or "recovery" not in res["message"]:
+        probs.append("journal to recover: %s %s" % (res["status"], res["message"]))
+    if hashlib.sha256(open(img, "rb").read()).hexdigest() != before:
+        probs.append("Compare wrote to the image whose journal needs recovery")
     with open(img, "r+b") as f:
         f.seek(1024)
         f.write(b"\0" * 1024)  # the primary superblock
@@ -809,6 +829,84 @@ def t_compare_refusals(env):
     lab.sn("rm", key)
     lab.ctr("leases", "rm", lease)
     check(not probs, "%d problems" % len(probs), probs)
+
+def snapshot_dir(mounts):
+    """The snapshot directory behind an extract snapshot's mounts."""
+    for o in (mounts[0].get("Options") or []) if mounts else []:
+        if o.startswith("upperdir="):
+            return os.path.dirname(o[len("upperdir="):])
+    return os.path.dirname(mounts[0]["Source"]) if mounts else None
+
+
+@case("apply-enospc")
+def t_apply_enospc(env):
+    """A full disk: a daemon of its own whose --root is a small loop-mounted
+    ext4, nearly filled with a ballast file. Apply of the 110 MB layer
+    answers RESOURCE_EXHAUSTED with the byte offset where the write failed,
+    and leaves nothing in the snapshot's directory (no layer.erofs, no
+    temporary file, no sidecar); with the ballast gone the same Apply works,
+    and with --dm-verity=on the sidecar's tree too (ENOSPC in the tree)."""
+    lab = env.lab
+    info = env.imported("big")
+    big = max(range(len(info["layers"])), key=lambda i: info["layers"][i]["size"])
+    layer = info["layers"][big]
+    solo = ri.Solo(env, "enospc")
+    img = os.path.join(env.work, "enospc.img")
+    if os.path.ismount(solo.root):
+        run(["umount", solo.root])
+    if os.path.exists(solo.dir):
+        subprocess.run(["chattr", "-R", "-i", solo.dir], capture_output=True)
+        shutil.rmtree(solo.dir)
+    os.makedirs(solo.root)
+    with open(img, "wb") as f:
+        f.truncate(192 << 20)
+    run(["mkfs.ext4", "-q", "-F", "-m", "0", img])
+    run(["mount", "-o", "loop", img, solo.root])
+    probs = []
+    try:
+        for verity in ("off", "on"):
+            solo.start("--containerd-address", lab.sock, "--dm-verity", verity)
+            key = "enospc/%s/extract-0 %s" % (verity, info["chain_ids"][big])
+            m = ri.parse_mounts(solo.ctr("prepare", "--mounts", key).out)
+            snapdir = snapshot_dir(m)
+            st = os.statvfs(solo.root)
+            ballast = os.path.join(solo.root, "ballast")
+            # leave 24 MiB free: the store's next writes fit, the layer does not
+            run(["fallocate", "-l", str(st.f_bavail * st.f_frsize - (24 << 20)), ballast])
+            res = json.loads(run([env.diff_probe, "apply", solo.sock, NS, layer["mediaType"],
+                                  layer["digest"], str(layer["size"]), mounts_for_probe(m)],
+                                 timeout=300).out)
+            if res.get("status") != "RESOURCE_EXHAUSTED" or "No space left" not in res.get("message", "") \
+                    or not re.search(r"at byte \d+", res.get("message", "")):
+                probs.append("%s: Apply on a full disk: %s %r" % (verity, res.get("status"),
+                                                                   res.get("message")))
+            left = []
+            for d in [x for x in (snapdir, os.path.join(solo.root, "snapshots")) if x and os.path.isdir(x)]:
+                for dp, _, fs in os.walk(d):
+                    left += [os.path.join(dp, f) for f in fs
+                             if f.startswith("layer.erofs") or ".tmp" in f or f.endswith(".dmverity")]
+            if left:
+                probs.append("%s: left after the failed Apply: %s" % (verity, left))
+            os.unlink(ballast)
+            res = json.loads(run([env.diff_probe, "apply", solo.sock, NS, layer["mediaType"],
+                                  layer["digest"], str(layer["size"]), mounts_for_probe(m)],
+                                 timeout=300).out)
+            if res.get("code") != 0 or res.get("digest") != info["diff_ids"][big]:
+                probs.append("%s: Apply once the space is back: %s" % (verity, res))
+            elif verity == "on":
+                lay = os.path.join(snapdir, "layer.erofs")
+                why = ri.veritysetup_problem(lay, lay + ".dmverity")
+                if why:
+                    probs.append(why)
+            solo.ctr("rm", key)
+            solo.stop()
+    finally:
+        solo.stop(expect_zero=False)
+        subprocess.run(["chattr", "-R", "-i", solo.root], capture_output=True)
+        run(["umount", solo.root], check=False)
+        os.unlink(img)
+    check(not probs, "%d problems" % len(probs), probs)
+
 
 @case("rebase-2.2")
 def t_rebase(env):
