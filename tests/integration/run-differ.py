@@ -1011,15 +1011,49 @@ def pull_args(snapshotter, ref, local=False):
         ["--local"] if local else []) + [ref]
 
 
+def scrape_metrics(path):
+    """GET /metrics from the daemon's --metrics-address unix socket."""
+    import socket
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(10)
+    s.connect(path)
+    s.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+    data = b""
+    while True:
+        b = s.recv(65536)
+        if not b:
+            break
+        data += b
+    s.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    check(head.startswith(b"HTTP/1.") and b" 200 " in head.split(b"\r\n")[0],
+          "metrics: %r" % head[:200])
+    return body.decode()
+
+
 @case("pull-registry", releases=("2.1",))
 def t_pull_registry(env):
     """ctr images pull from a real registry (the transfer service, which
     calls exactly the differ its unpack_config names): every layer of a
     gzip/zstd/Docker-gzip image through our Apply, and the merged view equal
-    to the same image pulled into overlayfs by the walking differ."""
+    to the same image pulled into overlayfs by the walking differ; the
+    daemon's --metrics-address counts those Applies."""
     ref = pushed(env, "pulled")
     info = env.image("pulled")
-    unpack_through_apply(env, info, pull_args(SN, ref), "import pulled into %s" % SN)
+    msock = os.path.join(env.work, "metrics.sock")
+    restart_daemon(env, "--metrics-address", msock)
+    try:
+        unpack_through_apply(env, info, pull_args(SN, ref), "import pulled into %s" % SN)
+        text = scrape_metrics(msock)
+    finally:
+        restart_daemon(env)
+    n = len(info["layers"])
+    want = ('spin_erofs_apply_total{result="ok"} %d' % n,
+            'spin_erofs_rpc_requests_total{method="/containerd.services.diff.v1.Diff/Apply",'
+            'code="OK"} %d' % n)
+    for w in want:
+        check(w in text.splitlines(), "metrics after the pull of %d layers lack %r: %s"
+              % (n, w, [ln for ln in text.splitlines() if "apply" in ln.lower()][:12]))
     r = env.lab.ctr(*pull_args("overlayfs", ref), timeout=600, check=False)
     check(r.rc == 0, "pull into overlayfs: %s" % tail(r.err or r.out))
     env.memo["import pulled into overlayfs"] = (True, info)
