@@ -25,6 +25,7 @@
 
 #include "log.h"
 #include "common/macro.h"
+#include "common/unix-socket.h"
 
 struct metrics_server {
 	struct metrics *m;
@@ -122,29 +123,6 @@ int metrics_address_check(const char *addr, struct el_error *err)
 	return parse_address(addr, &a, err);
 }
 
-/* As the main socket (rpc/server.c): a socket nobody answers on is stale
- * and goes; one that answers means another daemon serves there. */
-static int socket_check(const struct maddr *a)
-{
-	_cleanup_close_ int fd = -1;
-	struct stat st;
-
-	if (lstat(a->u.un.sun_path, &st) < 0)
-		return errno == ENOENT ? 0 : -errno;
-	if (!S_ISSOCK(st.st_mode))
-		return -EEXIST;
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0)
-		return -errno;
-	if (connect(fd, &a->u.sa, a->len) == 0 || errno == EAGAIN || errno == EINPROGRESS)
-		return -EADDRINUSE;
-	if (errno != ECONNREFUSED)
-		return -errno;
-	if (unlink(a->u.un.sun_path) < 0 && errno != ENOENT)
-		return -errno;
-	return 0;
-}
-
 /* Binds under a name of our own beside the path, sets the mode, renames:
  * the socket appears at the path already 0660. */
 static int bind_unix(struct metrics_server *s, const struct maddr *a, struct el_error *err)
@@ -152,7 +130,7 @@ static int bind_unix(struct metrics_server *s, const struct maddr *a, struct el_
 	struct maddr tmp = *a;
 	const char *path = a->u.un.sun_path;
 	struct stat st;
-	int r = socket_check(a);
+	int r = el_unix_socket_reclaim(path);
 
 	if (r == -EADDRINUSE)
 		return el_error_set(err, r, NULL, EL_NO_OFFSET,

@@ -39,6 +39,7 @@
 
 #include "rpc-internal.h"
 #include "common/macro.h"
+#include "common/unix-socket.h"
 #include "common/util.h"
 
 /* request_call operations kept outstanding: how many calls can arrive
@@ -735,37 +736,8 @@ static void *dispatcher_main(void *p)
 
 /* ---- the socket --------------------------------------------------------- */
 
-/*
- * gRPC unlinks whatever unix socket sits at the path before it binds, a
- * live daemon's included. So look first: a socket nobody answers on is
- * stale and goes; one that answers means another daemon runs there.
- */
-static int socket_check(const char *path)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	_cleanup_close_ int fd = -1;
-	struct stat st;
-
-	if (lstat(path, &st) < 0)
-		return errno == ENOENT ? 0 : -errno;
-	if (!S_ISSOCK(st.st_mode))
-		return -EEXIST;
-
-	/* Non-blocking: a live server with a full backlog gives EAGAIN rather
-	 * than blocking us. */
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0)
-		return -errno;
-	memcpy(sa.sun_path, path, strlen(path));
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 || errno == EAGAIN ||
-	    errno == EINPROGRESS)
-		return -EADDRINUSE;
-	if (errno != ECONNREFUSED)
-		return -errno;
-	if (unlink(path) < 0 && errno != ENOENT)
-		return -errno;
-	return 0;
-}
+/* gRPC unlinks whatever unix socket sits at the path before it binds, a
+ * live daemon's included: el_unix_socket_reclaim looks first. */
 
 /* ---- server lifecycle --------------------------------------------------- */
 
@@ -781,7 +753,7 @@ int rpc_server_new(const char *path, unsigned nworkers, struct rpc_server **ret)
 	/* Room for the temporary name start binds under (".PID~"). */
 	if (strlen(path) + 12 >= sizeof(((struct sockaddr_un *)0)->sun_path))
 		return -ENAMETOOLONG;
-	r = socket_check(path);
+	r = el_unix_socket_reclaim(path);
 	if (r < 0)
 		return r;
 
@@ -871,7 +843,7 @@ int rpc_server_start(struct rpc_server *srv)
 	srv->dispatcher_running = true;
 
 	/* Again, just before binding: the path may have changed since new. */
-	r = socket_check(srv->path);
+	r = el_unix_socket_reclaim(srv->path);
 	if (r < 0)
 		return r;
 
