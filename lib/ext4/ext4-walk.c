@@ -491,6 +491,14 @@ static int xattr_one(char *name, char *value, size_t value_len, void *data)
 
 	if (!value && value_len)
 		return 0;
+	size_t nlen = strlen(name);
+	if (nlen == 0 || name[nlen - 1] == '.') {
+		/* an index without a name, or a namespace alone: no xattr
+		 * setxattr(2) could make (found by fuzz/fuzz-ext4.c) */
+		warn(wk, xw->path, "dropping an xattr without a name ('%.40s', inode %" PRIu32 ")",
+		     name, (uint32_t)wk->ino);
+		return 0;
+	}
 	if (strcmp(name, "system.data") == 0) {
 		/* the inline-data store, not an xattr: kept for the data */
 		if (arena_put(wk, value, value_len, &wk->idata_off) < 0)
