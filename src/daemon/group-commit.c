@@ -11,7 +11,10 @@
  * fails is rolled back alone; the others go on), commits once and wakes
  * everybody with their own result once that is durable. Operations queued
  * meanwhile form the next batch, so batches grow with the load and a writer
- * waits for at most the batch in progress and its own.
+ * waits for at most the batch in progress and its own. Cleanup's sweep runs
+ * alone (wop.alone): it moves directories by what the records say, and must
+ * not count a Remove of the same batch, which a failed commit or a crash
+ * before it would take back (a record left without its directory).
  *
  * The store defers its syncs (store_options.deferred_sync): a commit syncs
  * its data, and the page that makes it current is synced by the next
@@ -175,6 +178,22 @@ static uint64_t batch_done(struct wop *batch, const struct wop *self, int sync_r
 	return n;
 }
 
+/* The next batch off the queue (the lock held): everything queued, up to an
+ * operation that runs alone, which is a batch by itself. */
+static struct wop *take_batch(struct group_commit *q)
+{
+	struct wop *batch = q->head, **cut = &q->head->next;
+
+	if (!batch->alone)
+		while (*cut && !(*cut)->alone)
+			cut = &(*cut)->next;
+	q->head = *cut;
+	*cut = NULL;
+	if (!q->head)
+		q->tail = &q->head;
+	return batch;
+}
+
 int wq_submit(struct group_commit *q, struct wop *op)
 {
 	pthread_cond_t wake = PTHREAD_COND_INITIALIZER;
@@ -187,16 +206,17 @@ int wq_submit(struct group_commit *q, struct wop *op)
 	*q->tail = op;
 	q->tail = &op->next;
 	while (!op->done) {
-		if (q->busy) {
+		if (q->busy || !q->head) {
+			/* a batch runs, or ours waits in the pending one for
+			 * the next commit */
 			pthread_cond_wait(&wake, &q->lock);
 			continue;
 		}
-		/* lead: everything queued so far, ours included, and the
-		 * batch before, which our commit makes durable */
-		struct wop *batch = q->head, *prev = q->pending;
+		/* lead: what is queued so far (ours, unless an operation that
+		 * runs alone comes before it: then ours waits for the next
+		 * batch), and the batch before, which our commit makes durable */
+		struct wop *batch = take_batch(q), *prev = q->pending;
 		uint64_t n = 0;
-		q->head = NULL;
-		q->tail = &q->head;
 		q->pending = NULL;
 		q->busy = true;
 		pthread_mutex_unlock(&q->lock);

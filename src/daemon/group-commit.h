@@ -25,6 +25,11 @@ struct wop {
 	int (*fn)(struct store_txn *txn, struct wop *op);
 	const char *what, *key; /* for messages about the batch */
 	struct el_error *err;
+	/* runs in a batch of its own (Cleanup's sweep): what it does outside
+	 * the store (directories moved to trash) may rest only on records that
+	 * are committed, not on another operation's uncommitted write, which a
+	 * failed commit or a crash would take back */
+	bool alone;
 	int result;
 	bool done;
 	pthread_cond_t *wake; /* its caller waits on it */

@@ -1224,9 +1224,12 @@ struct sweep_op {
 	struct layout_trash trash;
 };
 
-/* Under the writer lock: no record changes while directories are judged;
- * the directories of Prepares in flight (made before their records) are
- * left alone. */
+/* Under the writer lock, in a batch of its own (wop.alone): no record
+ * changes while directories are judged, and the records it judges by are
+ * all committed (a Remove batched before it could still be taken back by a
+ * failed commit or a crash, leaving a record without its directory); the
+ * directories of Prepares in flight (made before their records) are left
+ * alone. */
 static int sweep_run(struct store_txn *txn, struct wop *w)
 {
 	struct sweep_op *o = (struct sweep_op *)w;
@@ -1278,7 +1281,7 @@ static int repair_dir(const struct snap_info *info, void *ud)
 static int cleanup(struct snapshotter *sn, bool startup, struct el_error *err)
 {
 	struct sweep_op o = {
-		.op = { .fn = sweep_run, .what = "cleanup", .err = err },
+		.op = { .fn = sweep_run, .what = "cleanup", .err = err, .alone = true },
 		.layout = &sn->layout,
 	};
 	int r;
