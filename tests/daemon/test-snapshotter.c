@@ -2652,6 +2652,62 @@ static void *prepare_thread_main(void *p)
 	return NULL;
 }
 
+struct remove_thread {
+	struct snapshotter *sn;
+	const char *key;
+	int r;
+};
+
+static void *remove_thread_main(void *p)
+{
+	struct remove_thread *c = p;
+	struct el_error err;
+	el_error_clear(&err);
+	c->r = sn_remove(c->sn, c->key, &err);
+	return NULL;
+}
+
+/* Cleanup's sweep runs in a batch of its own: queued behind a Remove, it
+ * must not judge by that Remove's deletion before it is committed (a kill
+ * between the two would leave the record without its directory). A View's
+ * batch is held open after its writes while a Remove, then a Cleanup,
+ * queue: three batches follow, never the Remove and the sweep in one. */
+static void test_cleanup_batch_alone(void **state)
+{
+	struct fx *f = *state;
+	struct hook h;
+	pthread_t tp, tr, tc;
+	uint64_t ops0, batches0, max0, ops, batches, max;
+
+	make_population(f);
+	hook_init(&h, "batch:applied", 1, HOOK_BLOCK);
+	sn_set_fault_hook(f->sn, hook_fn, &h);
+	struct prepare_thread p = { .sn = f->sn, .kind = SNAP_KIND_VIEW, .key = "holder" };
+	assert_int_equal(pthread_create(&tp, NULL, prepare_thread_main, &p), 0);
+	hook_wait_reached(&h);
+	sn_group_commit_stats(f->sn, &ops0, &batches0, &max0);
+	struct remove_thread r = { .sn = f->sn, .key = "pview0" };
+	assert_int_equal(pthread_create(&tr, NULL, remove_thread_main, &r), 0);
+	usleep(200 * 1000);
+	struct cleanup_thread c = { .sn = f->sn };
+	assert_int_equal(pthread_create(&tc, NULL, cleanup_thread_main, &c), 0);
+	usleep(200 * 1000);
+	hook_release(&h);
+	pthread_join(tp, NULL);
+	pthread_join(tr, NULL);
+	pthread_join(tc, NULL);
+	sn_set_fault_hook(f->sn, NULL, NULL);
+	if (p.r < 0)
+		fail_msg("view: %s", p.msg);
+	assert_int_equal(r.r, 0);
+	if (c.r < 0)
+		fail_msg("cleanup: %s", c.msg);
+	sn_group_commit_stats(f->sn, &ops, &batches, &max);
+	assert_int_equal(ops - ops0, 3);
+	assert_int_equal(batches - batches0, 3);
+	check_consistent(f);
+}
+
 static void test_cleanup_outside_lock(void **state)
 {
 	struct fx *f = *state;
@@ -3145,6 +3201,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_concurrent, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_group_commit_failures, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cleanup_outside_lock, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cleanup_batch_alone, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_prepare_over_orphan, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_prepare_parent_renewed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crash_points, setup, teardown),
