@@ -1064,9 +1064,11 @@ static int verity_label(struct snapshotter *sn, uint64_t id, const struct snap_l
 	*ret_n = n;
 	if (!side)
 		return fail(err, -ENOMEM, "out of memory");
-	if (!file_exists(side))
-		return 0;
 	int r = el_verity_sidecar_read(side, root, &off, err);
+	if (r == -ENOENT) {
+		el_error_clear(err); /* no tree: no label */
+		return 0;
+	}
 	if (r < 0)
 		return r;
 	el_hex(root, sizeof(root), hex);
