@@ -570,19 +570,26 @@ def _elf_interp(data):
                for i in range(phnum))
 
 
+def _made_once(out, make):
+    """OUT, made by MAKE(OUT) unless it exists, under its cache directory's
+    lock (several test processes may share the cache)."""
+    if os.path.exists(out):
+        return out
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with _Lock(os.path.join(os.path.dirname(out), ".lock")):
+        if not os.path.exists(out):
+            make(out)
+    return out
+
+
 def dmcreate(cache_dir=DEFAULT_CACHE, verbose=False):
     """The static dmcreate binary (tests/guest/dmcreate.c), compiled once per
     source into CACHE/tools/. Returns its path."""
     with open(DMCREATE_SRC, "rb") as f:
         src = f.read()
-    tdir = os.path.join(cache_dir, "tools")
-    out = os.path.join(tdir, "dmcreate-%s" % hashlib.sha256(src).hexdigest()[:12])
-    if os.path.exists(out):
-        return out
-    os.makedirs(tdir, exist_ok=True)
-    with _Lock(os.path.join(tdir, ".lock")):
-        if os.path.exists(out):
-            return out
+    out = os.path.join(cache_dir, "tools", "dmcreate-%s" % hashlib.sha256(src).hexdigest()[:12])
+
+    def build(out):
         log(verbose, "building %s" % out)
         tmp = out + ".tmp"
         p = subprocess.run([CC, "-static", "-Os", "-s", "-Wall", "-o", tmp, DMCREATE_SRC],
@@ -591,7 +598,7 @@ def dmcreate(cache_dir=DEFAULT_CACHE, verbose=False):
             raise GuestError("cannot build the guest's dmcreate with %s -static (libc6-dev has "
                              "libc.a):\n%s" % (CC, p.stdout.decode(errors="replace")))
         os.rename(tmp, out)
-    return out
+    return _made_once(out, build)
 
 
 def initramfs(kern, cache_dir=DEFAULT_CACHE, verbose=False):
@@ -616,12 +623,8 @@ def initramfs(kern, cache_dir=DEFAULT_CACHE, verbose=False):
         h.update(hashlib.sha256(part).digest())
     idir = os.path.join(cache_dir, "initramfs")
     out = os.path.join(idir, "base-%s-%s.cpio" % (kern.version, h.hexdigest()[:12]))
-    if os.path.exists(out):
-        return out
-    os.makedirs(idir, exist_ok=True)
-    with _Lock(os.path.join(idir, ".lock")):
-        if os.path.exists(out):
-            return out
+
+    def build(out):
         log(verbose, "building %s (%s)" % (out, " ".join(_modname(m) for m in mods)))
         c = Cpio()
         for d in ("bin", "dev", "proc", "sys", "root", "lower", "rw", "empty", "tmp", "lib",
@@ -646,7 +649,7 @@ def initramfs(kern, cache_dir=DEFAULT_CACHE, verbose=False):
         for old in os.listdir(idir):  # older builds for this kernel
             if old.startswith("base-%s-" % kern.version) and old != os.path.basename(out):
                 os.unlink(os.path.join(idir, old))
-    return out
+    return _made_once(out, build)
 
 
 # ---------------------------------------------------------------------------
