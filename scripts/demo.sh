@@ -123,13 +123,15 @@ grep 'msg=applied' "$LAB_DIR/sn.log" | sed 's/^time="[^"]*" //' | indent
 note "the snapshots (each layer committed on its parent):"
 sn tree | indent
 topdir=$(grep 'msg=applied' "$LAB_DIR/sn.log" | tail -n 1 | sed 's/.* dir=\([^ ]*\) .*/\1/')
-note "the top layer's directory holds its layer and the chain's merged metadata:"
-(cd "$topdir" && ls -ln --time-style=+ layer.erofs fsmeta.erofs merged.vmdk) | indent
 note "erofs-layer reads an image without mounting it (here the top layer alone):"
 "$el" ls -R "$topdir/layer.erofs" | indent
 
 section "6. A container's snapshot: the mounts a VM runtime receives"
 sn prepare --mounts demo-container "$top" >"$work/container.mounts"
+# the chain's merge runs shortly after its last Commit, or at its first
+# mount at the latest (this Prepare): only now is it there for certain
+note "the top layer's directory holds its layer and the chain's merged metadata:"
+(cd "$topdir" && ls -ln --time-style=+ layer.erofs fsmeta.erofs merged.vmdk) | indent
 show_mounts "$work/container.mounts"
 note "the first: fsmeta.erofs (metadata only; its files point into the layers) with each layer"
 note "as a device, oldest first; the second: the container's writable ext4 (upper/, work/)."
